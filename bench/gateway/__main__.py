@@ -1,0 +1,234 @@
+"""Gateway benchmark: N concurrent streams through the backend (WebSocket, SSE, /v1) next to
+the same streams sent straight to the runner (`direct`, the baseline), in the same run.
+
+    uv run python -m bench.gateway            # full: 1/32/128/512 streams, 50 tok/s and max
+    uv run python -m bench.gateway --quick    # 1 and 32 streams, 64 tokens (a smoke run)
+
+For each model pace a fresh runner (fake backend) and backend process are started on free
+ports. Reported per path and load: TTFT p50/p99 and the TTFT the backend adds over `direct`,
+p99 inter-token gap as the client sees it, tokens/s, and CPU-ms per 1,000 tokens of the
+backend process and of the runner process (/proc/<pid>/stat user + system time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import httpx
+from websockets.asyncio.client import ClientConnection, connect
+
+from bench.gateway.clients import (
+    StreamFn,
+    StreamTiming,
+    direct_stream,
+    sse_stream,
+    v1_stream,
+    ws_stream,
+)
+from bench.gateway.report import RunFigures, cpu_ms, figures, goals, table
+from model_runner.client import GrpcRunnerClient
+from tests.support.accounts import signed_in
+from tests.support.backend_process import BackendProcess, start_backend
+from tests.support.runner_process import RunnerProcess, start_runner
+
+PATHS = ("direct", "ws", "sse", "v1")
+_STREAM_TIMEOUT_S = 180
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="bench.gateway", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="1 and 32 streams, 64 tokens")
+    parser.add_argument("--streams", type=int, nargs="+", help="concurrency levels")
+    parser.add_argument("--tokens", type=int, help="tokens per stream (default 256)")
+    parser.add_argument("--paces", type=float, nargs="+", help="fake tok/s; 0 = full speed")
+    parser.add_argument("--paths", nargs="+", choices=PATHS, default=list(PATHS))
+    args = parser.parse_args(argv)
+    args.streams = args.streams or ([1, 32] if args.quick else [1, 32, 128, 512])
+    args.tokens = args.tokens or (64 if args.quick else 256)
+    args.paces = args.paces if args.paces is not None else [50.0, 0.0]
+    return args
+
+
+def _pace_name(pace: float) -> str:
+    return f"{pace:g} tok/s" if pace else "full speed"
+
+
+@contextlib.contextmanager
+def _services(pace: float, tokens: int, max_streams: int, data_dir: Path):  # type: ignore[no-untyped-def]
+    slots = str(max(max_streams, 1) + 8)
+    runner: RunnerProcess = start_runner(
+        "--fake-tokens-per-second",
+        f"{pace:g}",
+        "--fake-reply-tokens",
+        str(tokens),
+        "--max-running",
+        slots,
+        "--max-queued",
+        slots,
+        "--log-level",
+        "WARNING",
+    )
+    backend: BackendProcess | None = None
+    try:
+        backend = start_backend(
+            runner_address=runner.address,
+            data_dir=data_dir,
+            env={
+                "WEBUI_CHAT_MESSAGES_PER_MINUTE": "0",
+                "WEBUI_TITLE_GENERATION": "false",
+            },
+        )
+        yield runner, backend
+    finally:
+        if backend is not None:
+            backend.stop()
+        runner.stop()
+
+
+@contextlib.asynccontextmanager
+async def _sockets(
+    backend: BackendProcess, headers: dict[str, str], n: int
+) -> AsyncIterator[list[ClientConnection]]:
+    async with contextlib.AsyncExitStack() as stack:
+        sockets = await asyncio.gather(
+            *(
+                stack.enter_async_context(
+                    connect(
+                        backend.ws_url,
+                        additional_headers=headers,
+                        max_size=None,
+                        compression=None,
+                        open_timeout=60,
+                        ping_interval=None,
+                    )
+                )
+                for _ in range(n)
+            )
+        )
+        yield list(sockets)
+
+
+async def _run_streams(streams: list[StreamFn]) -> tuple[list[StreamTiming], float]:
+    started = time.perf_counter()
+    async with asyncio.timeout(_STREAM_TIMEOUT_S):
+        timings = await asyncio.gather(*(stream() for stream in streams))
+    return list(timings), time.perf_counter() - started
+
+
+async def _measure(
+    path: str,
+    streams: list[StreamFn],
+    *,
+    mode: str,
+    runner: RunnerProcess,
+    backend: BackendProcess | None,
+) -> RunFigures:
+    runner_before = cpu_ms(runner.pid)
+    backend_before = cpu_ms(backend.service.pid) if backend else 0.0
+    timings, wall_s = await _run_streams(streams)
+    backend_cpu = cpu_ms(backend.service.pid) - backend_before if backend else None
+    runner_cpu = cpu_ms(runner.pid) - runner_before
+    result = figures(mode, path, timings, wall_s, backend_cpu, runner_cpu)
+    for timing in timings:
+        if timing.error:
+            print(f"  {path}: stream error: {timing.error}", file=sys.stderr)
+            if backend is not None:
+                print("".join(backend.service.output[-20:]), file=sys.stderr)
+            break
+    print(
+        f"  {mode:>10} {len(streams):>4} x {path:<6} TTFT p50 {result.ttft_p50_ms:7.1f} ms  "
+        f"gap p99 {result.gap_p99_ms:7.1f} ms  {result.tokens_per_s:9,.0f} tok/s  "
+        f"backend {result.backend_cpu_ms_per_1k or 0:6.1f} CPU-ms/1k",
+        flush=True,
+    )
+    return result
+
+
+async def _one_pace(args: argparse.Namespace, pace: float, data_dir: Path) -> list[RunFigures]:
+    mode = _pace_name(pace)
+    rows: list[RunFigures] = []
+    with _services(pace, args.tokens, max(args.streams), data_dir) as (runner, backend):
+        print(f"{mode}: runner pid {runner.pid}, backend pid {backend.service.pid}", flush=True)
+        account = await signed_in(backend)
+        api_key = await account.create_api_key("bench")
+        direct = GrpcRunnerClient(runner.address, default_timeout_s=_STREAM_TIMEOUT_S)
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+        http = httpx.AsyncClient(
+            base_url=backend.base_url, headers=account.headers, timeout=60, limits=limits
+        )
+        v1 = httpx.AsyncClient(
+            base_url=backend.base_url,
+            headers={"Authorization": f"Bearer {api_key}"},
+            timeout=60,
+            limits=limits,
+        )
+        try:
+            # Warm-up: channels, connection pools, the model catalog, SQLite pages.
+            await _run_streams([direct_stream(direct, 4), sse_stream(http, 4), v1_stream(v1, 4)])
+            for n in args.streams:
+                for path in args.paths:
+                    if path == "ws":
+                        async with _sockets(backend, account.headers, n) as sockets:
+                            streams = [ws_stream(ws, args.tokens) for ws in sockets]
+                            rows.append(
+                                await _measure(
+                                    path, streams, mode=mode, runner=runner, backend=backend
+                                )
+                            )
+                        continue
+                    if path == "direct":
+                        streams = [direct_stream(direct, args.tokens) for _ in range(n)]
+                    elif path == "sse":
+                        await _warm_pool(http, n)
+                        streams = [sse_stream(http, args.tokens) for _ in range(n)]
+                    else:
+                        await _warm_pool(v1, n)
+                        streams = [v1_stream(v1, args.tokens) for _ in range(n)]
+                    rows.append(
+                        await _measure(
+                            path,
+                            streams,
+                            mode=mode,
+                            runner=runner,
+                            backend=None if path == "direct" else backend,
+                        )
+                    )
+        finally:
+            await direct.close()
+            await http.aclose()
+            await v1.aclose()
+    return rows
+
+
+async def _warm_pool(http: httpx.AsyncClient, n: int) -> None:
+    """Open `n` keep-alive connections first, so TTFT does not include TCP set-up."""
+    await asyncio.gather(*(http.get("/healthz") for _ in range(n)))
+
+
+async def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    command = "uv run python -m bench.gateway " + " ".join(sys.argv[1:] if argv is None else argv)
+    print(f"$ {command.strip()}", flush=True)
+    started = time.perf_counter()
+    rows: list[RunFigures] = []
+    with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp:
+        for i, pace in enumerate(args.paces):
+            rows += await _one_pace(args, pace, Path(tmp) / f"data-{i}")
+    print()
+    print(table(rows))
+    print()
+    model_gap_ms = 1000 / min((p for p in args.paces if p), default=50.0)
+    for line in goals(rows, model_gap_ms):
+        print(f"- {line}")
+    print(f"\n(total {time.perf_counter() - started:.0f} s)")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,1 @@
+"""History benchmark: list, open and search chats when one user has a long history."""

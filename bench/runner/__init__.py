@@ -1,0 +1,1 @@
+"""Model-runner benchmark (`make bench-runner`); see __main__.py."""

@@ -1,0 +1,1 @@
+"""Continuous batching for the transformers backend (engine thread, sampling, streams)."""

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+
+import pytest
+from grpc import aio
+
+from model_runner.client import GrpcRunnerClient
+from tests.support.runner_process import RunnerProcess, running_runner
+
+
+@pytest.fixture(scope="module")
+def runner() -> Iterator[RunnerProcess]:
+    """One fake-backend runner per test module, at full speed (tests slow it with `/tps`)."""
+    with running_runner("--max-running", "8", "--max-queued", "8", "--grace-seconds", "2") as r:
+        yield r
+
+
+@pytest.fixture
+async def client(runner: RunnerProcess) -> AsyncIterator[GrpcRunnerClient]:
+    client = GrpcRunnerClient(runner.address, default_timeout_s=30, connect_timeout_s=5)
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+async def channel(runner: RunnerProcess) -> AsyncIterator[aio.Channel]:
+    """A raw channel for tests that look at status codes and metadata directly."""
+    async with aio.insecure_channel(runner.address) as channel:
+        yield channel
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]], *, timeout_s: float = 5.0, interval_s: float = 0.02
+) -> None:
+    """Polls an async condition until true; fails the test after `timeout_s`."""
+    async with asyncio.timeout(timeout_s):
+        # Polling is the point here: the runner offers no event to wait on for these states.
+        while not await check():  # noqa: ASYNC110
+            await asyncio.sleep(interval_s)

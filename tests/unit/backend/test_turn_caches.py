@@ -1,0 +1,120 @@
+"""What the per-turn caches must keep true: an administrator's change applies to the next turn
+or request of this process, and the usage upsert adds up."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support.fake_runner_client import FakeRunnerClient
+from webui_backend.container import AppServices
+from webui_backend.db.models import UserRole
+from webui_backend.errors import ForbiddenError, ModelNotFoundError, UnauthorizedError
+from webui_backend.services.chat_turn import TurnRequest
+from webui_backend.services.principal import AuthenticatedUser
+from webui_backend.services.principal_cache import PrincipalCache
+from webui_backend.services.usage import UsageService
+
+from .conftest import account
+
+
+async def _finish(services: AppServices, user_id: str, turn_id: str) -> None:
+    async for _ in services.watcher.watch(user_id, turn_id):
+        pass
+
+
+async def _admin_and_user(services: AppServices) -> tuple[AuthenticatedUser, str]:
+    admin_id = await account(services, "admin@example.com")
+    user_id = await account(services, "user@example.com")
+    await services.accounts.users.set_role(
+        AuthenticatedUser(id=admin_id, role="admin"), user_id, UserRole.USER
+    )
+    return AuthenticatedUser(id=admin_id, role="admin"), user_id
+
+
+async def test_model_changes_apply_to_the_next_turn(
+    services: AppServices, runner: FakeRunnerClient
+) -> None:
+    admin, user_id = await _admin_and_user(services)
+    access = services.accounts.model_access
+    await access.update(admin, "fake", {"system_prompt": "First."})
+    handle = await services.turns.start_turn(user_id, TurnRequest(content="Hi", model="fake"))
+    await _finish(services, user_id, handle.turn_id)
+    assert runner.calls[-1][0][0].content == "First."
+
+    await access.update(admin, "fake", {"system_prompt": "Second."})
+    handle = await services.turns.start_turn(user_id, TurnRequest(content="Hi", model="fake"))
+    await _finish(services, user_id, handle.turn_id)
+    assert runner.calls[-1][0][0].content == "Second."
+
+    await access.update(admin, "fake", {"allowed_roles": ["admin"]})
+    with pytest.raises(ModelNotFoundError):
+        await services.turns.start_turn(user_id, TurnRequest(content="Hi", model="fake"))
+    await access.update(admin, "fake", {"allowed_roles": [], "enabled": False})
+    with pytest.raises(ModelNotFoundError):
+        await services.turns.start_turn(admin.id, TurnRequest(content="Hi", model="fake"))
+
+
+async def test_a_role_change_applies_to_a_restricted_model_at_once(services: AppServices) -> None:
+    admin, user_id = await _admin_and_user(services)
+    await services.accounts.model_access.update(admin, "fake", {"allowed_roles": ["user"]})
+    handle = await services.turns.start_turn(user_id, TurnRequest(content="Hi", model="fake"))
+    await _finish(services, user_id, handle.turn_id)
+    await services.accounts.users.set_role(admin, user_id, UserRole.PENDING)
+    with pytest.raises(ModelNotFoundError):
+        await services.turns.start_turn(user_id, TurnRequest(content="Hi", model="fake"))
+
+
+async def test_disabling_or_a_role_change_ends_cached_access_at_once(
+    services: AppServices,
+) -> None:
+    admin, user_id = await _admin_and_user(services)
+    login = await services.auth.login(
+        email="user@example.com", password="correct horse 1", address="a", user_agent="t"
+    )
+    assert (await services.auth.authenticate_bearer(login.access_token)).role == "user"
+
+    await services.accounts.users.set_role(admin, user_id, UserRole.ADMIN)
+    assert (await services.auth.authenticate_bearer(login.access_token)).role == "admin"
+
+    await services.accounts.users.set_disabled(admin, user_id, True)
+    with pytest.raises((UnauthorizedError, ForbiddenError)):
+        await services.auth.authenticate_bearer(login.access_token)
+
+
+async def test_a_password_change_voids_cached_tokens(services: AppServices) -> None:
+    await _admin_and_user(services)
+    login = await services.auth.login(
+        email="user@example.com", password="correct horse 1", address="a", user_agent="t"
+    )
+    principal = await services.auth.authenticate_bearer(login.access_token)
+    await services.auth.change_password(
+        principal, current_password="correct horse 1", new_password="another horse 2"
+    )
+    with pytest.raises(UnauthorizedError):
+        await services.auth.authenticate_bearer(login.access_token)
+
+
+def test_principal_cache_expires_and_skips_answers_older_than_a_change() -> None:
+    now = [0.0]
+    cache = PrincipalCache(ttl_s=5.0, clock=lambda: now[0])
+    alice = AuthenticatedUser(id="a", role="user")
+    cache.put("t1", alice, cache.generation)
+    assert cache.get("t1") is alice
+    now[0] = 5.0
+    assert cache.get("t1") is None
+
+    generation = cache.generation
+    cache.forget_user("a")  # e.g. disabled while the row was being read
+    cache.put("t1", alice, generation)
+    assert cache.get("t1") is None
+
+
+async def test_usage_adds_up_over_turns(services: AppServices) -> None:
+    _, user_id = await _admin_and_user(services)
+    for _ in range(3):
+        handle = await services.turns.start_turn(user_id, TurnRequest(content="Hi", model="fake"))
+        await _finish(services, user_id, handle.turn_id)
+    rows = await UsageService(services.sessions).query(start=None, end=None, user_id=user_id)
+    assert [(r.model, r.requests, r.prompt_tokens, r.completion_tokens) for r in rows] == [
+        ("fake", 3, 9, 6)
+    ]

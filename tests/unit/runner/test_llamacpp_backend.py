@@ -1,0 +1,189 @@
+"""The llamacpp backend's real loading and decoding code, on the tiny GGUF the tests build."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from pathlib import Path
+from typing import cast
+
+import pytest
+
+from model_runner.backends.base import GenerationStep, ModelSpec, SequenceParams
+from model_runner.backends.llamacpp_backend import LlamaCppBackend
+from model_runner.domain import (
+    Delta,
+    Finished,
+    FinishReason,
+    GenerationRequest,
+    SamplingParams,
+    Started,
+    StoppingParams,
+)
+from model_runner.engine import Engine
+from model_runner.errors import ModelNotFound
+from model_runner.settings import RunnerSettings
+from tests.support.extras import require_extra
+from tests.support.tiny_model import TinyModel, build_tiny_model
+
+from .helpers import chat
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
+    require_extra("llama_cpp", "llamacpp")
+    return build_tiny_model(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture
+async def engine(tiny: TinyModel) -> AsyncIterator[Engine]:
+    settings = RunnerSettings(backend="llamacpp", model="tiny", model_source=str(tiny.gguf_path))
+    engine = Engine(LlamaCppBackend(settings), settings)
+    await engine.start()
+    yield engine
+    await engine.close()
+
+
+def greedy(text: str, max_tokens: int = 12, **fields: object) -> GenerationRequest:
+    return chat(
+        text,
+        sampling=SamplingParams(temperature=0.0),
+        stopping=StoppingParams(max_tokens=max_tokens),
+        **fields,
+    )
+
+
+async def reply(engine: Engine, request: GenerationRequest) -> tuple[str, Finished]:
+    events = [event async for event in engine.stream(request)]
+    assert isinstance(events[0], Started)
+    finished = events[-1]
+    assert isinstance(finished, Finished)
+    return "".join(e.text for e in events if isinstance(e, Delta)), finished
+
+
+async def test_load_describes_the_gguf(tiny: TinyModel) -> None:
+    backend = LlamaCppBackend(RunnerSettings())
+    one_sequence = {"n_seq_max": "1"}
+    info = await backend.load(ModelSpec("tiny", str(tiny.gguf_path.parent), one_sequence))
+    try:
+        assert info.max_context_tokens == tiny.context_tokens
+        assert (info.backend, info.quantization, info.has_chat_template) == (
+            "llamacpp",
+            "F32",
+            True,
+        )
+        assert info.memory_bytes > 0
+        ids = await backend.tokenize("The capital of France")
+        assert "".join(backend.token_strings(ids)).endswith("The capital of France")
+    finally:
+        await backend.unload()
+
+
+async def test_the_context_is_split_across_parallel_sequences(tiny: TinyModel) -> None:
+    backend = LlamaCppBackend(RunnerSettings(llamacpp_n_seq_max=4))
+    info = await backend.load(ModelSpec("tiny", str(tiny.gguf_path)))
+    try:
+        # 512 cells / 4 sequences = 128 each, which llama.cpp rounds up to 256.
+        assert info.max_context_tokens == 256
+    finally:
+        await backend.unload()
+
+
+async def test_greedy_generation_is_deterministic_and_uses_the_template(engine: Engine) -> None:
+    first, finished = await reply(engine, greedy("What is the capital of France?"))
+    again, _ = await reply(engine, greedy("What is the capital of France?"))
+    assert first == again
+    assert finished.reason in (FinishReason.LENGTH, FinishReason.EOS)
+    assert finished.usage.completion_tokens >= 1
+    # The prompt went through the GGUF's ChatML template.
+    ids, _ = await engine.tokenize("", chat("hi").prompt)  # type: ignore[arg-type]
+    assert ids[0] == 1  # <|im_start|>
+
+
+PROMPTS = ("Hello!", "Tell me more about it.", "What is the capital of France?", "Numbers")
+
+
+async def test_concurrent_greedy_requests_match_one_at_a_time(engine: Engine) -> None:
+    alone = [(await reply(engine, greedy(p)))[0] for p in PROMPTS]
+    together = await asyncio.gather(*(reply(engine, greedy(p)) for p in PROMPTS))
+    assert [text for text, _ in together] == alone
+
+
+async def _tokens(backend: LlamaCppBackend, params: SequenceParams) -> list[int]:
+    return [t async for step in backend.generate(params) for t in step.token_ids]
+
+
+async def _wait_until(condition: Callable[[], bool]) -> None:
+    # The counts live on the decode thread, which cannot set an asyncio.Event: poll, with a
+    # deadline.
+    async with asyncio.timeout(30):
+        while not condition():  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+
+
+async def test_concurrent_sequences_share_decode_calls(tiny: TinyModel) -> None:
+    backend = LlamaCppBackend(RunnerSettings(llamacpp_n_seq_max=4))
+    await backend.load(ModelSpec("tiny", str(tiny.gguf_path)))
+    try:
+        prompts = [await backend.tokenize(p) for p in PROMPTS[:3]]
+        requests = [
+            SequenceParams(ids, 10, SamplingParams(temperature=0.0), seed=0, ignore_eos=True)
+            for ids in prompts
+        ]
+        alone = [await _tokens(backend, r) for r in requests]
+        before = backend.batch_stats()
+        backend.hold_steps(True)  # line the three sequences up before the first step
+        tasks = [asyncio.create_task(_tokens(backend, r)) for r in requests]
+        await _wait_until(lambda: backend.waiting_sequences() == 3)
+        backend.hold_steps(False)
+        together = await asyncio.gather(*tasks)
+        after = backend.batch_stats()
+    finally:
+        await backend.unload()
+    assert together == alone
+    assert [len(tokens) for tokens in together] == [10, 10, 10]
+    calls = after.decode_calls - before.decode_calls
+    steps = after.sequence_steps - before.sequence_steps
+    # One prefill step and 9 decode steps for all three together, not 3 x 10 calls.
+    assert after.max_sequences == 3
+    assert calls == 10
+    assert steps == 30
+
+
+async def test_a_closed_sequence_frees_its_slot_for_a_waiting_one(tiny: TinyModel) -> None:
+    backend = LlamaCppBackend(RunnerSettings(llamacpp_n_seq_max=1))
+    await backend.load(ModelSpec("tiny", str(tiny.gguf_path)))
+    try:
+        ids = await backend.tokenize("Hello!")
+        sampling = SamplingParams(temperature=0.0)
+        first = cast(
+            AsyncGenerator[GenerationStep, None],
+            backend.generate(SequenceParams(ids, 200, sampling, seed=0, ignore_eos=True)),
+        )
+        await anext(first)
+        second = asyncio.create_task(
+            _tokens(backend, SequenceParams(ids, 3, sampling, seed=0, ignore_eos=True))
+        )
+        await _wait_until(lambda: backend.waiting_sequences() == 1)
+        assert not second.done()
+        await first.aclose()  # leaves at the next step; the waiting sequence takes the slot
+        assert len(await asyncio.wait_for(second, 30)) == 3
+    finally:
+        await backend.unload()
+
+
+async def test_a_cancelled_stream_frees_the_model_for_the_next(engine: Engine) -> None:
+    request = greedy("Hello!", max_tokens=200)
+    stream = engine.stream(request)
+    assert isinstance(await anext(stream), Started)
+    await anext(stream)
+    await stream.aclose()
+    _, finished = await asyncio.wait_for(reply(engine, greedy("Hello!", max_tokens=3)), 30)
+    assert finished.usage.completion_tokens <= 3
+
+
+async def test_a_missing_file_is_not_found(tmp_path: Path) -> None:
+    require_extra("llama_cpp", "llamacpp")
+    backend = LlamaCppBackend(RunnerSettings())
+    with pytest.raises(ModelNotFound, match="GGUF"):
+        await backend.load(ModelSpec("x", str(tmp_path / "missing.gguf")))

@@ -1,0 +1,1 @@
+"""Thin routers, one per area: they parse, call a service, and render."""

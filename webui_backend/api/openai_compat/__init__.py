@@ -1,0 +1,1 @@
+"""The OpenAI-compatible API (`/v1`): a thin router, protocol models, and the serving logic."""

@@ -1,0 +1,253 @@
+"""Access to the administration tables: settings, model configuration, runners, usage, audit."""
+
+from __future__ import annotations
+
+import functools
+from datetime import date, datetime
+from typing import Any, cast
+
+from sqlalchemy import (
+    Date,
+    Integer,
+    String,
+    Table,
+    bindparam,
+    delete,
+    func,
+    literal,
+    select,
+)
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from webui_backend.db.models import Chat, Message, User, new_id, utcnow
+from webui_backend.db.models_admin import (
+    AppSetting,
+    AuditLog,
+    ModelConfig,
+    RunnerRecord,
+    UsageDaily,
+)
+
+
+class AppSettingRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def all(self) -> dict[str, Any]:
+        result = await self._session.execute(select(AppSetting.key, AppSetting.value))
+        return {str(key): value for key, value in result}
+
+    async def put(self, key: str, value: Any) -> None:
+        row = await self._session.get(AppSetting, key)
+        if row is None:
+            self._session.add(AppSetting(key=key, value=value, updated_at=utcnow()))
+        else:
+            row.value = value
+            row.updated_at = utcnow()
+        await self._session.flush()
+
+
+class ModelConfigRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def all(self) -> dict[str, ModelConfig]:
+        result = await self._session.execute(select(ModelConfig))
+        return {row.model_id: row for row in result.scalars()}
+
+    async def get(self, model_id: str) -> ModelConfig | None:
+        return await self._session.get(ModelConfig, model_id)
+
+    async def upsert(self, model_id: str, values: dict[str, Any]) -> ModelConfig:
+        row = await self._session.get(ModelConfig, model_id)
+        if row is None:
+            row = ModelConfig(
+                model_id=model_id,
+                enabled=True,
+                display_name="",
+                params={},
+                system_prompt="",
+                allowed_roles=[],
+                allowed_user_ids=[],
+            )
+            self._session.add(row)
+        for key, value in values.items():
+            setattr(row, key, value)
+        row.updated_at = utcnow()
+        await self._session.flush()
+        return row
+
+
+class RunnerRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def list(self) -> list[RunnerRecord]:
+        result = await self._session.execute(
+            select(RunnerRecord).order_by(RunnerRecord.created_at, RunnerRecord.id)
+        )
+        return list(result.scalars())
+
+    async def get(self, runner_id: str) -> RunnerRecord | None:
+        return await self._session.get(RunnerRecord, runner_id)
+
+    async def get_by_address(self, address: str) -> RunnerRecord | None:
+        result = await self._session.execute(
+            select(RunnerRecord).where(RunnerRecord.address == address)
+        )
+        return result.scalar_one_or_none()
+
+    async def add(self, *, name: str, address: str) -> RunnerRecord:
+        row = RunnerRecord(id=new_id(), name=name, address=address, created_at=utcnow())
+        self._session.add(row)
+        await self._session.flush()
+        return row
+
+    async def delete(self, runner_id: str) -> None:
+        await self._session.execute(delete(RunnerRecord).where(RunnerRecord.id == runner_id))
+
+
+class UsageRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    def _upsert(self) -> Any:
+        # INSERT ... ON CONFLICT DO UPDATE: both dialects spell it the same in SQLAlchemy.
+        if self._session.get_bind().dialect.name == "postgresql":
+            return postgresql_insert(UsageDaily)
+        return sqlite_insert(UsageDaily)
+
+    async def add(
+        self, *, user_id: str, model: str, day: date, prompt_tokens: int, completion_tokens: int
+    ) -> None:
+        """Add one reply's tokens to the user's row for this model and day (an upsert)."""
+        stmt = self._upsert().values(
+            user_id=user_id,
+            model=model,
+            day=day,
+            requests=1,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["user_id", "model", "day"],
+            set_={
+                "requests": UsageDaily.requests + 1,
+                "prompt_tokens": UsageDaily.prompt_tokens + prompt_tokens,
+                "completion_tokens": UsageDaily.completion_tokens + completion_tokens,
+            },
+        )
+        await self._session.execute(stmt)
+
+    async def add_for_reply(
+        self, *, reply_id: str, model: str, day: date, prompt_tokens: int, completion_tokens: int
+    ) -> None:
+        """`add` for the owner of the chat that holds message `reply_id` (one statement)."""
+        dialect = self._session.get_bind().dialect.name
+        await self._session.execute(
+            _usage_for_reply_statement(dialect),
+            {
+                "u_reply": reply_id,
+                "u_model": model,
+                "u_day": day,
+                "u_prompt": prompt_tokens,
+                "u_completion": completion_tokens,
+            },
+        )
+
+    async def query(
+        self,
+        *,
+        start: date,
+        end: date,
+        user_id: str | None = None,
+        model: str | None = None,
+    ) -> list[tuple[UsageDaily, str]]:
+        stmt = (
+            select(UsageDaily, User.email)
+            .join(User, User.id == UsageDaily.user_id)
+            .where(UsageDaily.day >= start, UsageDaily.day <= end)
+            .order_by(UsageDaily.day.desc(), User.email, UsageDaily.model)
+        )
+        if user_id is not None:
+            stmt = stmt.where(UsageDaily.user_id == user_id)
+        if model is not None:
+            stmt = stmt.where(UsageDaily.model == model)
+        return [(row[0], row[1]) for row in await self._session.execute(stmt)]
+
+
+class AuditRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    def add(
+        self,
+        *,
+        actor_id: str | None,
+        actor_email: str,
+        action: str,
+        target_type: str,
+        target_id: str,
+        details: dict[str, Any],
+    ) -> None:
+        self._session.add(
+            AuditLog(
+                id=new_id(),
+                actor_id=actor_id,
+                actor_email=actor_email,
+                action=action,
+                target_type=target_type,
+                target_id=target_id,
+                details=details,
+                created_at=utcnow(),
+            )
+        )
+
+    async def page(
+        self, *, limit: int, before: datetime | None, action: str | None
+    ) -> list[AuditLog]:
+        stmt = select(AuditLog).order_by(AuditLog.created_at.desc(), AuditLog.id.desc())
+        if before is not None:
+            stmt = stmt.where(AuditLog.created_at < before)
+        if action is not None:
+            stmt = stmt.where(AuditLog.action == action)
+        return list((await self._session.execute(stmt.limit(limit))).scalars())
+
+    async def count(self) -> int:
+        return (
+            await self._session.execute(select(func.count()).select_from(AuditLog))
+        ).scalar_one()
+
+
+@functools.cache
+def _usage_for_reply_statement(dialect: str) -> Any:
+    """Built once per dialect: every reply that ends runs it, and building the upsert cost
+    more CPU than executing it."""
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    owner = (
+        select(
+            Chat.user_id,
+            bindparam("u_model", type_=String),
+            bindparam("u_day", type_=Date),
+            literal(1),
+            bindparam("u_prompt", type_=Integer),
+            bindparam("u_completion", type_=Integer),
+        )
+        .join(Message, Message.chat_id == Chat.id)
+        .where(Message.id == bindparam("u_reply"))
+    )
+    # The Core table, not the entity: with a parameter dict the ORM would run a bulk insert.
+    table = cast(Table, UsageDaily.__table__)
+    stmt = insert(table).from_select(
+        ["user_id", "model", "day", "requests", "prompt_tokens", "completion_tokens"], owner
+    )
+    return stmt.on_conflict_do_update(
+        index_elements=["user_id", "model", "day"],
+        set_={
+            "requests": table.c.requests + 1,
+            "prompt_tokens": table.c.prompt_tokens + stmt.excluded.prompt_tokens,
+            "completion_tokens": table.c.completion_tokens + stmt.excluded.completion_tokens,
+        },
+    )

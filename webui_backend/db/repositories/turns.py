@@ -1,0 +1,132 @@
+"""SQL for turn bookkeeping: reply checkpoints, idempotent turn keys, reopening a reply."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import cast
+
+from sqlalchemy import Table, Update, bindparam, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from webui_backend.db.models import Chat, Message, MessageRole, MessageStatus, utcnow
+from webui_backend.db.models_turns import TurnKey
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    message_id: str
+    content: str
+    content_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredReply:
+    """An assistant reply as stored, with its owner, for resume and continue."""
+
+    message: Message
+    user_id: str
+
+
+class TurnRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def checkpoint(self, checkpoints: Sequence[Checkpoint]) -> None:
+        """Store partial replies, one UPDATE each, all in the caller's transaction.
+
+        Only a reply still `streaming` and behind this checkpoint is written, so a late
+        checkpoint never overwrites a finished reply or a newer checkpoint. One executemany:
+        with hundreds of live replies, a statement (and a trip to the driver's thread) per
+        reply kept SQLite's write lock long enough for other writers to time out.
+        """
+        if not checkpoints:
+            return
+        now = utcnow()
+        await self._session.execute(
+            _checkpoint_statement(),
+            [
+                {
+                    "cp_id": cp.message_id,
+                    "cp_content": cp.content,
+                    "cp_seq": cp.content_seq,
+                    "cp_now": now,
+                }
+                for cp in checkpoints
+            ],
+        )
+
+    async def get_reply(self, message_id: str) -> StoredReply | None:
+        result = await self._session.execute(
+            select(Message, Chat.user_id)
+            .join(Chat, Chat.id == Message.chat_id)
+            .where(Message.id == message_id, Message.role == MessageRole.ASSISTANT)
+        )
+        row = result.one_or_none()
+        return None if row is None else StoredReply(row[0], row[1])
+
+    async def reopen_reply(self, message_id: str, reopenable: Sequence[MessageStatus]) -> bool:
+        """Set a finished reply back to `streaming` to generate more into it; False when it
+        is not in one of `reopenable` (e.g. another request reopened it first)."""
+        result = await self._session.execute(
+            update(Message)
+            .where(Message.id == message_id, Message.status.in_(list(reopenable)))
+            .values(status=MessageStatus.STREAMING, error=None, updated_at=utcnow())
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def find_key(self, user_id: str, key: str) -> TurnKey | None:
+        result = await self._session.execute(
+            select(TurnKey).where(TurnKey.user_id == user_id, TurnKey.key == key)
+        )
+        return result.scalar_one_or_none()
+
+    async def add_key(
+        self,
+        *,
+        user_id: str,
+        key: str,
+        chat_id: str,
+        user_message_id: str,
+        assistant_message_id: str,
+        created_chat: bool,
+        request_digest: str,
+    ) -> bool:
+        """Insert a turn key inside a savepoint; False if (user, key) already exists."""
+        row = TurnKey(
+            user_id=user_id,
+            key=key,
+            chat_id=chat_id,
+            user_message_id=user_message_id,
+            assistant_message_id=assistant_message_id,
+            created_chat=created_chat,
+            request_digest=request_digest,
+            created_at=utcnow(),
+        )
+        try:
+            async with self._session.begin_nested():
+                self._session.add(row)
+        except IntegrityError:
+            return False
+        return True
+
+
+@functools.cache
+def _checkpoint_statement() -> Update:
+    """Core (not ORM) UPDATE, so a list of parameters runs as one executemany."""
+    table = cast(Table, Message.__table__)
+    return (
+        update(table)
+        .where(
+            table.c.id == bindparam("cp_id"),
+            table.c.status == MessageStatus.STREAMING,
+            table.c.content_seq < bindparam("cp_seq"),
+        )
+        .values(
+            content=bindparam("cp_content"),
+            content_seq=bindparam("cp_seq"),
+            updated_at=bindparam("cp_now"),
+        )
+    )

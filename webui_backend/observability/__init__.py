@@ -1,0 +1,1 @@
+"""Metrics, logs and traces: how operators see the backend."""

@@ -1,0 +1,1 @@
+"""The backend's logic: no HTTP, no SQL text."""

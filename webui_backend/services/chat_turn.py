@@ -1,0 +1,269 @@
+"""One conversation turn: store the user message, generate the reply on the server, store it.
+
+`start_turn` commits the user message and an empty `streaming` assistant row in one transaction,
+then hands generation to a server-owned task and returns at once. Callers watch the turn through
+the hub; no socket owns it, so a closed tab loses nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from model_runner.client import ChatMessage, GenerationOptions
+from webui_backend.db.models import MessageRole, MessageStatus, utcnow
+from webui_backend.db.repositories import ChatRepository, MessageRepository
+from webui_backend.errors import InvalidInputError, NotFoundError, PayloadTooLargeError
+from webui_backend.services.background import BackgroundTasks
+from webui_backend.services.generation import ReplyGenerator, TurnPlan
+from webui_backend.services.model_catalog import ModelCatalog
+from webui_backend.services.turn_followups import FollowUpRequest, FollowUps
+from webui_backend.services.turn_handle import TurnHandle
+from webui_backend.services.turn_history import history_of
+from webui_backend.services.turn_hub import TurnHub
+from webui_backend.services.turn_keys import TurnKeys, TurnKeyTakenError, digest_of
+from webui_backend.services.turn_policy import TitleWriter, TurnPolicy, apply_model_settings
+
+log = logging.getLogger(__name__)
+
+_TITLE_CHARS = 80
+
+
+@dataclass(frozen=True, slots=True)
+class TurnRequest:
+    content: str
+    chat_id: str | None = None
+    # With `use_active_leaf` (the default) the turn continues the chat's active branch.
+    # Otherwise it answers under `parent_id`, or starts a new root branch when that is None
+    # (editing the first message).
+    parent_id: str | None = None
+    use_active_leaf: bool = True
+    model: str = ""
+    options: GenerationOptions = field(default_factory=GenerationOptions)
+    # Client-chosen id of this send: the same key again returns the turn it started.
+    turn_key: str | None = None
+
+
+class ChatTurnService:
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        generator: ReplyGenerator,
+        hub: TurnHub,
+        catalog: ModelCatalog,
+        tasks: BackgroundTasks,
+        max_message_chars: int,
+        default_model: str = "",
+        policy: TurnPolicy | None = None,
+        titles: TitleWriter | None = None,
+    ) -> None:
+        self._sessions = sessions
+        self._generator = generator
+        self._hub = hub
+        self._catalog = catalog
+        self._tasks = tasks
+        self._max_message_chars = max_message_chars
+        self._default_model = default_model
+        self._policy = policy
+        self._titles = titles
+        self._keys = TurnKeys(sessions)
+        self._followups = FollowUps(sessions, catalog, default_model)
+
+    async def start_turn(self, user_id: str, request: TurnRequest) -> TurnHandle:
+        """Validate, commit the user message, and start generating.
+
+        Raises InvalidInputError, PayloadTooLargeError, NotFoundError (chat or parent not
+        found for this user) or ModelNotFoundError; nothing is stored when it raises.
+        """
+        self._validate(request)
+        digest = request_digest(request)
+        if request.turn_key is not None:
+            earlier = await self._keys.find(user_id, request.turn_key, digest)
+            if earlier is not None:
+                return earlier
+        model = request.model or self._default_model
+        if self._policy is not None:
+            await self._policy.admit(user_id, model)
+        await self._catalog.check(model)
+        try:
+            handle, history = await self._store_user_message(user_id, request, model, digest)
+        except TurnKeyTakenError:
+            # A concurrent send with the same key won the insert; answer with its turn.
+            assert request.turn_key is not None
+            earlier = await self._keys.find(user_id, request.turn_key, digest)
+            if earlier is None:
+                raise
+            return earlier
+        await self._launch(user_id, handle, model, history, request.options)
+        return handle
+
+    async def _launch(
+        self,
+        user_id: str,
+        handle: TurnHandle,
+        model: str,
+        history: list[ChatMessage],
+        options: GenerationOptions,
+        *,
+        base_content: str = "",
+        first_seq: int = 1,
+    ) -> None:
+        if self._policy is not None:
+            settings = await self._policy.model_settings(model)
+            history, options = apply_model_settings(history, options, settings)
+        await self._hub.open(handle.turn_id, user_id, first_seq=first_seq)
+        plan = TurnPlan(
+            turn_id=handle.turn_id,
+            chat_id=handle.chat_id,
+            model=model,
+            history=history,
+            options=options,
+            base_content=base_content,
+            first_seq=first_seq,
+        )
+        self._tasks.spawn(self._generate(plan, user_id, handle), name=f"turn-{handle.turn_id}")
+
+    async def _generate(self, plan: TurnPlan, user_id: str, handle: TurnHandle) -> None:
+        await self._generator.run(plan)
+        if handle.created_chat and self._titles is not None:
+            # The model names the chat after the first exchange, in its own task.
+            self._tasks.spawn(
+                self._titles.write_title(user_id, handle.chat_id, plan.model),
+                name=f"title-{handle.chat_id}",
+            )
+
+    async def regenerate_turn(
+        self, user_id: str, reply_id: str, request: FollowUpRequest
+    ) -> TurnHandle:
+        """Generate a new reply as a sibling of `reply_id` (same user message) and make it
+        the chat's active branch. Raises NotFoundError (reply_not_found), ModelNotFoundError.
+        """
+        digest = followup_digest("regenerate", reply_id, request)
+        if request.turn_key is not None:
+            earlier = await self._keys.find(user_id, request.turn_key, digest)
+            if earlier is not None:
+                return earlier
+        if self._policy is not None:
+            await self._policy.admit(user_id, request.model or self._default_model)
+        try:
+            stored = await self._followups.regenerate(user_id, reply_id, request, digest)
+        except TurnKeyTakenError:
+            assert request.turn_key is not None
+            earlier = await self._keys.find(user_id, request.turn_key, digest)
+            if earlier is None:
+                raise
+            return earlier
+        await self._launch(user_id, stored.handle, stored.model, stored.history, request.options)
+        return stored.handle
+
+    async def continue_turn(
+        self, user_id: str, reply_id: str, request: FollowUpRequest
+    ) -> TurnHandle:
+        """Generate more text into an interrupted, cancelled or length-limited reply; the new
+        events continue its seq numbering. Raises NotFoundError (reply_not_found) or
+        ConflictError (not_continuable: the reply is complete or still generating)."""
+        if self._policy is not None:
+            await self._policy.admit(user_id, request.model or self._default_model)
+        stored = await self._followups.reopen(user_id, reply_id, request)
+        await self._launch(
+            user_id,
+            stored.handle,
+            stored.model,
+            stored.history,
+            request.options,
+            base_content=stored.base_content,
+            first_seq=stored.first_seq,
+        )
+        return stored.handle
+
+    async def stop_turn(self, user_id: str, turn_id: str) -> bool:
+        """Ask the worker generating `turn_id` to stop it (the partial reply is stored as
+        `cancelled`). False when the reply already ended; NotFoundError if it is not yours."""
+        owner = await self._hub.live_owner(turn_id)
+        if owner == user_id:
+            return await self._hub.request_stop(turn_id)
+        if owner is None and await self._followups.owns_reply(user_id, turn_id):
+            return False
+        raise NotFoundError("No reply with this id.", code="not_found")
+
+    def _validate(self, request: TurnRequest) -> None:
+        if not request.content.strip():
+            raise InvalidInputError("The message is empty.", code="empty_message")
+        if len(request.content) > self._max_message_chars:
+            raise PayloadTooLargeError(
+                f"The message has {len(request.content)} characters; "
+                f"the limit is {self._max_message_chars}.",
+                code="message_too_long",
+            )
+
+    async def _store_user_message(
+        self, user_id: str, request: TurnRequest, model: str, digest: str
+    ) -> tuple[TurnHandle, list[ChatMessage]]:
+        async with self._sessions() as session, session.begin():
+            chats = ChatRepository(session)
+            messages = MessageRepository(session)
+            created_chat = request.chat_id is None
+            if request.chat_id is None:
+                chat = await chats.add(user_id=user_id, title=_title_from(request.content))
+            else:
+                found = await chats.get_owned(request.chat_id, user_id)
+                if found is None:
+                    raise NotFoundError("Chat not found.", code="chat_not_found")
+                chat = found
+            parent_id = chat.current_message_id if request.use_active_leaf else request.parent_id
+            if (
+                parent_id is not None
+                and not request.use_active_leaf
+                and (created_chat or await messages.get_in_chat(parent_id, chat.id) is None)
+            ):
+                raise NotFoundError(
+                    "The message to reply under is not in this chat.", code="parent_not_found"
+                )
+            now = utcnow()
+            user_message = messages.add(
+                chat_id=chat.id,
+                parent_id=parent_id,
+                role=MessageRole.USER,
+                content=request.content,
+                at=now,
+            )
+            reply = messages.add(
+                chat_id=chat.id,
+                parent_id=user_message.id,
+                role=MessageRole.ASSISTANT,
+                content="",
+                status=MessageStatus.STREAMING,
+                model=model or None,
+                # A microsecond later, so ordering by time shows the question before the reply.
+                at=now + timedelta(microseconds=1),
+            )
+            await chats.set_current_message(chat.id, reply.id, at=now)
+            branch = await messages.branch(user_message.id)
+            handle = TurnHandle(
+                turn_id=reply.id,
+                chat_id=chat.id,
+                user_message_id=user_message.id,
+                assistant_message_id=reply.id,
+                created_chat=created_chat,
+            )
+            if request.turn_key is not None:
+                await self._keys.claim(session, user_id, request.turn_key, handle, digest)
+        return handle, history_of(branch)
+
+
+def request_digest(request: TurnRequest) -> str:
+    parent = "<active>" if request.use_active_leaf else request.parent_id
+    return digest_of("send", request.content, request.chat_id, parent, request.model)
+
+
+def followup_digest(kind: str, reply_id: str, request: FollowUpRequest) -> str:
+    return digest_of(kind, reply_id, request.model)
+
+
+def _title_from(content: str) -> str:
+    line = content.strip().splitlines()[0] if content.strip() else ""
+    return line[:_TITLE_CHARS]

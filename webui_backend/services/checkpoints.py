@@ -1,0 +1,74 @@
+"""Batched checkpoints of replies being generated, so a crash loses at most one interval.
+
+Generators only update a `ReplyProgress` in memory (an append and an int per token); one loop
+for the whole process writes every reply that moved since the last pass in one transaction per
+interval. The database sees one UPDATE per reply per interval, never one per token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from webui_backend.db.repositories.turns import Checkpoint, TurnRepository
+
+log = logging.getLogger(__name__)
+
+
+class ReplyProgress:
+    """The reply text so far (`parts`, starting with any stored text a continue extends) and
+    the seq of the last event it covers."""
+
+    __slots__ = ("parts", "saved_seq", "seq")
+
+    def __init__(self, base_content: str, seq: int) -> None:
+        self.parts: list[str] = [base_content] if base_content else []
+        self.seq = seq
+        self.saved_seq = seq
+
+    def text(self) -> str:
+        parts = self.parts
+        if len(parts) > 1:
+            # Keep later joins cheap on long replies.
+            parts[:] = ["".join(parts)]
+        return parts[0] if parts else ""
+
+
+class ReplyCheckpointer:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, interval_s: float) -> None:
+        self._sessions = sessions
+        self._interval_s = interval_s
+        self._live: dict[str, ReplyProgress] = {}
+
+    def track(self, turn_id: str, progress: ReplyProgress) -> None:
+        self._live[turn_id] = progress
+
+    def untrack(self, turn_id: str) -> None:
+        self._live.pop(turn_id, None)
+
+    async def run(self) -> None:
+        """Checkpoint every interval until cancelled (a server-owned task)."""
+        while True:
+            await asyncio.sleep(self._interval_s)
+            try:
+                await self.flush()
+            except Exception:
+                log.exception("could not checkpoint replies; retrying next interval")
+
+    async def flush(self) -> int:
+        """Write every reply that moved since its last checkpoint; returns how many."""
+        due = [
+            (turn_id, progress, progress.seq)
+            for turn_id, progress in self._live.items()
+            if progress.seq > progress.saved_seq
+        ]
+        if not due:
+            return 0
+        checkpoints = [Checkpoint(turn_id, progress.text(), seq) for turn_id, progress, seq in due]
+        async with self._sessions() as session, session.begin():
+            await TurnRepository(session).checkpoint(checkpoints)
+        for _turn_id, progress, seq in due:
+            progress.saved_seq = max(progress.saved_seq, seq)
+        return len(due)

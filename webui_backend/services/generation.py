@@ -1,0 +1,255 @@
+"""Generating one reply: relay the runner's stream into the hub, then store the outcome.
+
+This is the hot path of the backend. Per token it does one append, one publish and nothing
+else; the database sees the reply in batched checkpoints (`ReplyCheckpointer`, one UPDATE per
+interval) and once when it ends, is stopped, or the stream breaks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, replace
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from model_runner.client import (
+    ChatMessage,
+    GenerationOptions,
+    RunnerError,
+    RunnerUnavailableError,
+    StreamDelta,
+    StreamFinished,
+    StreamStarted,
+)
+from webui_backend.db.models import MessageStatus
+from webui_backend.db.repositories import MessageRepository
+from webui_backend.db.repositories.messages import ReplyOutcome
+from webui_backend.services.checkpoints import ReplyCheckpointer, ReplyProgress
+from webui_backend.services.runner_errors import describe_runner_error
+from webui_backend.services.runner_port import RunnerClient
+from webui_backend.services.turn_events import TurnDelta, TurnFinished, TurnStarted
+from webui_backend.services.turn_hub import TurnHub
+from webui_backend.services.turn_observer import NoTurnObserver, TurnObserver
+from webui_backend.services.usage import record_reply_usage
+
+log = logging.getLogger(__name__)
+
+# Runner finish reasons that end a reply normally; "aborted" means someone stopped it.
+_STATUS_BY_REASON = {
+    "aborted": MessageStatus.CANCELLED,
+    "error": MessageStatus.ERROR,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class TurnPlan:
+    turn_id: str
+    chat_id: str
+    model: str
+    history: list[ChatMessage]
+    options: GenerationOptions
+    # A continued reply: the stored text it extends, and the seq its new events start at.
+    base_content: str = ""
+    first_seq: int = 1
+
+
+class ReplyGenerator:
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        runner: RunnerClient,
+        hub: TurnHub,
+        runner_timeout_s: float,
+        checkpoints: ReplyCheckpointer,
+        observer: TurnObserver | None = None,
+    ) -> None:
+        self._observer: TurnObserver = observer or NoTurnObserver()
+        self._sessions = sessions
+        self._runner = runner
+        self._hub = hub
+        self._runner_timeout_s = runner_timeout_s
+        self._checkpoints = checkpoints
+
+    async def run(self, plan: TurnPlan) -> None:
+        """Generate the reply for `plan`; never raises except CancelledError at shutdown.
+
+        The runner stream is read by a child task, so a stop request (from any worker,
+        through the hub) cancels exactly that task: the gRPC call is cancelled and the runner
+        frees the sequence at its next step, while this task stores the partial reply.
+        """
+        turn_id = plan.turn_id
+        progress = ReplyProgress(plan.base_content, plan.first_seq - 1)
+        state = _StreamState(plan.model or None)
+        stop = self._hub.stop_signal(turn_id)
+        self._checkpoints.track(turn_id, progress)
+        self._observer.turn_started()
+        relay = asyncio.create_task(self._relay(plan, progress, state), name=f"relay-{turn_id}")
+        try:
+            try:
+                await asyncio.wait((relay, stop), return_when=asyncio.FIRST_COMPLETED)
+            except asyncio.CancelledError:
+                # Server shutdown: keep what was generated, then let the cancellation proceed.
+                await _cancel(relay)
+                outcome = _broken_outcome(
+                    progress.text(),
+                    state,
+                    started=True,
+                    message="The server shut down while this reply was being generated.",
+                )
+                await asyncio.shield(self._finish(turn_id, progress.seq + 1, outcome, None))
+                raise
+            if relay.done():
+                outcome, error_code = relay.result()
+            else:
+                await _cancel(relay)
+                outcome, error_code = _stopped_outcome(progress.text(), state), None
+        finally:
+            self._checkpoints.untrack(turn_id)
+        await self._finish(turn_id, progress.seq + 1, outcome, error_code)
+
+    async def _relay(
+        self, plan: TurnPlan, progress: ReplyProgress, state: _StreamState
+    ) -> tuple[ReplyOutcome, str | None]:
+        """Relay the runner's stream into the hub; the hot path: per token one append, one
+        int store and one publish."""
+        parts = progress.parts
+        seq = progress.seq
+        publish = self._hub.publish
+        turn_id = plan.turn_id
+        finished: StreamFinished | None = None
+        try:
+            async for event in self._runner.chat_stream(
+                plan.history,
+                model=plan.model,
+                request_id=turn_id,
+                options=plan.options,
+                timeout_s=self._runner_timeout_s,
+            ):
+                if type(event) is StreamDelta:
+                    seq += 1
+                    parts.append(event.text)
+                    progress.seq = seq
+                    state.completion_tokens = event.completion_tokens
+                    await publish(turn_id, TurnDelta(seq, event.text))
+                elif type(event) is StreamStarted:
+                    seq += 1
+                    progress.seq = seq
+                    state.started = True
+                    state.model = event.model
+                    state.prompt_tokens = event.prompt_tokens
+                    await publish(turn_id, TurnStarted(seq, event.model, event.prompt_tokens))
+                elif type(event) is StreamFinished:
+                    finished = event
+        except RunnerError as exc:
+            code, message = describe_runner_error(exc)
+            started = state.started and isinstance(exc, RunnerUnavailableError)
+            return _broken_outcome(progress.text(), state, started=started, message=message), code
+        except Exception:
+            log.exception("reply %s failed", turn_id)
+            message = "The reply failed because of an internal error."
+            return _broken_outcome(
+                progress.text(), state, started=False, message=message
+            ), "internal_error"
+        if finished is None:
+            message = "The model runner ended the stream without finishing it."
+            return _broken_outcome(
+                progress.text(), state, started=state.started, message=message
+            ), None
+        return _finished_outcome(finished, progress.text(), state.model), None
+
+    async def _finish(
+        self, turn_id: str, seq: int, outcome: ReplyOutcome, error_code: str | None
+    ) -> None:
+        # The stored text covers every event before the finished one (`seq`).
+        outcome = replace(outcome, content_seq=seq - 1)
+        try:
+            async with self._sessions() as session, session.begin():
+                await MessageRepository(session).finish_reply(turn_id, outcome)
+                await record_reply_usage(session, turn_id, outcome)
+        except Exception:
+            log.exception("could not store reply %s", turn_id)
+            error_code = "storage_error"
+        self._observer.turn_finished(
+            outcome.status.value, outcome.completion_tokens, outcome.ttft_ms
+        )
+        await self._hub.publish(
+            turn_id,
+            TurnFinished(
+                seq=seq,
+                status=outcome.status.value,
+                finish_reason=outcome.finish_reason,
+                prompt_tokens=outcome.prompt_tokens,
+                completion_tokens=outcome.completion_tokens,
+                queue_ms=outcome.queue_ms,
+                ttft_ms=outcome.ttft_ms,
+                total_ms=outcome.total_ms,
+                error_code=error_code,
+                error_message=outcome.error,
+            ),
+        )
+        await self._hub.close(turn_id)
+
+
+class _StreamState:
+    """What the runner said about the reply besides its text."""
+
+    __slots__ = ("completion_tokens", "model", "prompt_tokens", "started")
+
+    def __init__(self, model: str | None) -> None:
+        self.model = model
+        self.started = False
+        self.prompt_tokens: int | None = None
+        self.completion_tokens: int | None = None
+
+
+async def _cancel(task: asyncio.Task[tuple[ReplyOutcome, str | None]]) -> None:
+    """Cancel the relay (which cancels its gRPC call) and wait until it has let go."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def _finished_outcome(event: StreamFinished, content: str, model: str | None) -> ReplyOutcome:
+    status = _STATUS_BY_REASON.get(event.reason, MessageStatus.COMPLETE)
+    return ReplyOutcome(
+        content=content,
+        status=status,
+        finish_reason=event.reason,
+        error=event.error_message or None,
+        model=model,
+        prompt_tokens=event.prompt_tokens,
+        completion_tokens=event.completion_tokens,
+        queue_ms=event.queue_ms,
+        ttft_ms=event.ttft_ms,
+        total_ms=event.total_ms,
+    )
+
+
+def _stopped_outcome(content: str, state: _StreamState) -> ReplyOutcome:
+    """A reply stopped on request: the partial text is kept as `cancelled`."""
+    return ReplyOutcome(
+        content=content,
+        status=MessageStatus.CANCELLED,
+        finish_reason="aborted",
+        model=state.model,
+        prompt_tokens=state.prompt_tokens,
+        completion_tokens=state.completion_tokens,
+    )
+
+
+def _broken_outcome(
+    content: str, state: _StreamState, *, started: bool, message: str
+) -> ReplyOutcome:
+    """A reply whose stream broke: kept as `interrupted` if anything began, else an error."""
+    return ReplyOutcome(
+        content=content,
+        status=MessageStatus.INTERRUPTED if started else MessageStatus.ERROR,
+        finish_reason="interrupted" if started else "error",
+        error=message,
+        model=state.model,
+        prompt_tokens=state.prompt_tokens,
+        completion_tokens=state.completion_tokens,
+    )
