@@ -6,7 +6,7 @@ UV ?= uv
 PROTO_SRC := protos/model_runner/v1/runner.proto
 PROTO_OUT := model_runner/v1
 
-.PHONY: help uv setup setup-all torch proto proto-check lint typecheck test test-fast run migrate bench-runner bench-gateway bench-turn bench-history clean frontend frontend-types frontend-types-check frontend-check chromium test-e2e screenshots
+.PHONY: help uv setup setup-all torch proto proto-check lint typecheck test test-fast test-postgres run migrate bench-runner bench-gateway bench-turn bench-history clean frontend frontend-types frontend-types-check frontend-check chromium test-e2e screenshots
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-16s %s\n", $$1, $$2}'
@@ -62,6 +62,14 @@ test: setup-all frontend chromium ## set up, then run the whole test suite (UI u
 
 test-fast: ## unit tests only
 	$(UV) run pytest -q tests/unit
+
+# The backend's tests again on PostgreSQL: each data directory gets a fresh database copied
+# from one migrated per run, all dropped at the end (tests/support/databases.py). Not the
+# runner or browser tests: they never touch the database. Unreachable PostgreSQL skips the
+# tests, or fails them under CI=true.
+TEST_POSTGRES_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/postgres
+test-postgres: ## the backend unit and integration tests on PostgreSQL (TEST_POSTGRES_URL)
+	WEBUI_TEST_DATABASE_URL=$(TEST_POSTGRES_URL) $(UV) run pytest -q tests/unit/backend tests/integration/backend
 
 migrate: ## apply database migrations (WEBUI_DATA_DIR / WEBUI_DATABASE_URL)
 	$(UV) run webui-backend migrate

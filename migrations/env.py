@@ -19,9 +19,10 @@ target_metadata = Base.metadata
 
 
 def _include_object(obj: object, name: str | None, type_: str, *_: object) -> bool:
-    # The full-text index (an FTS5 virtual table and its shadow tables on SQLite) is managed by
-    # hand in its migration; autogenerate must neither drop nor recreate it.
-    return not (type_ == "table" and name is not None and name.startswith("chat_search"))
+    # The full-text index (an FTS5 virtual table and its shadow tables on SQLite, expression
+    # indexes on PostgreSQL) is managed by hand in its migrations; autogenerate must neither
+    # drop nor recreate it.
+    return not (type_ in ("table", "index") and name is not None and name.startswith("chat_search"))
 
 
 def _configure_and_run(connection: Connection) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from collections.abc import Coroutine, Sequence
 from typing import Any
@@ -13,6 +12,7 @@ from pydantic import ValidationError
 
 from model_runner.errors import EngineError
 from model_runner.settings import RunnerSettings
+from model_runner.telemetry.logs import configure_logging
 
 # Flag name -> settings field, for the flags that map one to one.
 _FLAGS: dict[str, tuple[str, type, str]] = {
@@ -32,6 +32,7 @@ _FLAGS: dict[str, tuple[str, type, str]] = {
     "max-loaded-models": ("max_loaded_models", int, "most models loaded at once; 0 = no cap"),
     "memory-budget-mb": ("memory_budget_mb", int, "memory for models; 0 = host memory"),
     "max-prompt-chars": ("max_prompt_chars", int, "longest prompt accepted, in characters"),
+    "log-format": ("log_format", str, "text (default) or json: one JSON object per line"),
 }
 
 
@@ -65,16 +66,12 @@ def _announce(line: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
     try:
         settings = settings_from_args(args)
     except ValidationError as exc:
         print(f"model-runner: invalid settings:\n{exc}", file=sys.stderr)
         return 2
+    configure_logging(args.log_level, settings.log_format)
     # Imported after parsing so that `--help` does not load grpc.
     from model_runner.server import serve
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 from collections.abc import AsyncGenerator, Mapping, Sequence
 
 import grpc
@@ -88,8 +89,20 @@ INFERENCE_HEALTH_SERVICE = "model_runner.v1.Inference"
 _MAX_MESSAGE_BYTES = 128 * 1024 * 1024
 
 
-def _channel_options() -> list[tuple[str, int]]:
-    return [
+# A target whose resolver may answer several addresses (`dns:///runners.internal:50051`, or
+# `ipv4:10.0.0.1:50051,10.0.0.2:50051`) is one channel over all of them, each call going to
+# the next ready address. A plain host:port keeps gRPC's default, pick_first: one runner.
+_SPREAD_SCHEMES = ("dns:", "ipv4:", "ipv6:")
+_ROUND_ROBIN_CONFIG = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
+
+
+def spreads_calls(target: str) -> bool:
+    """True when `target` is a name or list of runners whose calls round_robin spreads."""
+    return target.startswith(_SPREAD_SCHEMES)
+
+
+def _channel_options(target: str) -> list[tuple[str, int | str]]:
+    options: list[tuple[str, int | str]] = [
         ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
         ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
         # Pings find a dead runner during a long silent prefill; the runner permits them.
@@ -104,6 +117,9 @@ def _channel_options() -> list[tuple[str, int]]:
         # Each channel of the pool gets its own connection (and its own stream limit).
         ("grpc.use_local_subchannel_pool", 1),
     ]
+    if spreads_calls(target):
+        options.append(("grpc.service_config", _ROUND_ROBIN_CONFIG))
+    return options
 
 
 class GrpcRunnerClient:
@@ -146,7 +162,7 @@ class GrpcRunnerClient:
         if self._loop is not loop:
             # Channels belong to the loop that made them; a new loop needs new ones.
             self._channels = [
-                aio.insecure_channel(self._target, options=_channel_options())
+                aio.insecure_channel(self._target, options=_channel_options(self._target))
                 for _ in range(self._pool_size)
             ]
             self._loop = loop
@@ -187,9 +203,11 @@ class GrpcRunnerClient:
         request_id: str = "",
         options: GenerationOptions | None = None,
         timeout_s: float | None = None,
+        metadata: Sequence[tuple[str, str]] = (),
     ) -> AsyncGenerator[RunnerEvent, None]:
         """Streams StreamStarted, StreamDelta..., StreamFinished for one chat turn.
 
+        `metadata` goes with the call (the caller's `x-request-id` and W3C `traceparent`).
         Raises `RunnerRejectedError` subclasses before StreamStarted, `RunnerUnavailableError`
         when the runner cannot be reached or the stream breaks (also after StreamStarted).
         """
@@ -199,7 +217,7 @@ class GrpcRunnerClient:
             raise RunnerInvalidRequestError(f"invalid generation options: {exc}") from exc
         stub = pb_grpc.InferenceStub(await self._connected())
         timeout = self._default_timeout_s if timeout_s is None else timeout_s
-        call = stub.ChatStream(request, timeout=timeout)
+        call = stub.ChatStream(request, timeout=timeout, metadata=tuple(metadata) or None)
         started = finished = False
         try:
             async for response in call:
@@ -210,7 +228,9 @@ class GrpcRunnerClient:
                 elif kind == "started":
                     started = True
                     s = response.started
-                    yield StreamStarted(response.request_id, s.model, s.prompt_tokens)
+                    yield StreamStarted(
+                        response.request_id, s.model, s.prompt_tokens, runner=self._target
+                    )
                 elif kind == "finished":
                     finished = True
                     yield finished_from_proto(response.finished)

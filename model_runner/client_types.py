@@ -42,6 +42,8 @@ class StreamStarted:
     request_id: str
     model: str
     prompt_tokens: int
+    # The runner that took the call (its address), for logs and traces.
+    runner: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,9 +22,11 @@ from grpc_reflection.v1alpha import reflection
 
 from model_runner.backends import create_backend
 from model_runner.engine import Engine
+from model_runner.generation_telemetry import GenerationTelemetry
 from model_runner.interceptor import ErrorMappingInterceptor
 from model_runner.servicer import InferenceServicer, ModelsServicer
 from model_runner.settings import RunnerSettings
+from model_runner.telemetry.tracing import build_tracer_provider
 from model_runner.v1 import runner_pb2, runner_pb2_grpc
 
 logger = logging.getLogger(__name__)
@@ -57,7 +59,11 @@ class RunnerServer:
     """Wires the engine into a grpc.aio server; `run()` serves until a signal stops it."""
 
     def __init__(
-        self, settings: RunnerSettings, engine: Engine, announce: Callable[[str], None]
+        self,
+        settings: RunnerSettings,
+        engine: Engine,
+        announce: Callable[[str], None],
+        telemetry: GenerationTelemetry | None = None,
     ) -> None:
         self._settings = settings
         self._announce = announce
@@ -71,7 +77,9 @@ class RunnerServer:
         self._health_task: asyncio.Task[None] | None = None
         self._health_dirty = asyncio.Event()
         self._serving = False
-        runner_pb2_grpc.add_InferenceServicer_to_server(InferenceServicer(engine), self._server)
+        runner_pb2_grpc.add_InferenceServicer_to_server(
+            InferenceServicer(engine, telemetry), self._server
+        )
         runner_pb2_grpc.add_ModelsServicer_to_server(ModelsServicer(engine), self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         reflection.enable_server_reflection(
@@ -156,7 +164,12 @@ async def serve(settings: RunnerSettings, announce: Callable[[str], None]) -> in
     "model-runner listening on HOST:PORT" once bound (health "" SERVING), then
     "model-runner ready: model ID" once the model is warm (Inference SERVING)."""
     engine = Engine(create_backend(settings), settings)
-    server = RunnerServer(settings, engine, announce)
+    tracing = settings.tracing_config("model-runner")
+    provider = build_tracer_provider(tracing)
+    if provider is not None:
+        logger.info("tracing on: service %s, exporters %s", tracing.service_name, tracing.exporters)
+    tracer = provider.get_tracer("model_runner") if provider is not None else None
+    server = RunnerServer(settings, engine, announce, GenerationTelemetry(tracer))
     port = await server.start()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -169,5 +182,7 @@ async def serve(settings: RunnerSettings, announce: Callable[[str], None]) -> in
         return await server.run()
     finally:
         engine.metrics.stop()
+        if provider is not None:
+            provider.shutdown()  # exports the spans still batched
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)

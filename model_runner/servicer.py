@@ -18,6 +18,7 @@ from model_runner.coalesce import coalesce
 from model_runner.domain import Conversation, Delta, Finished, GenerationRequest, Started
 from model_runner.engine import Engine
 from model_runner.errors import InvalidArgument
+from model_runner.generation_telemetry import GenerationCall, GenerationTelemetry
 from model_runner.proto_convert import (
     chat_request_from_proto,
     conversation_from_proto,
@@ -36,13 +37,20 @@ Context = aio.ServicerContext[Any, Any]
 
 
 class InferenceServicer(pb_grpc.InferenceServicer):
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, telemetry: GenerationTelemetry | None = None) -> None:
         self._engine = engine
+        self._telemetry = telemetry or GenerationTelemetry()
 
     async def ChatStream(
         self, request: pb.ChatRequest, context: Context
     ) -> AsyncIterator[pb.GenerateResponse]:
-        relay = self._relay(chat_request_from_proto(request, context.time_remaining()))
+        call = self._telemetry.begin("ChatStream", context.invocation_metadata())
+        try:
+            generation = chat_request_from_proto(request, context.time_remaining())
+        except Exception as exc:
+            call.end(exc)
+            raise
+        relay = self._relay(generation, call)
         async with aclosing(relay):
             async for message in relay:
                 yield message
@@ -50,16 +58,26 @@ class InferenceServicer(pb_grpc.InferenceServicer):
     async def Generate(
         self, request: pb.GenerateRequest, context: Context
     ) -> AsyncIterator[pb.GenerateResponse]:
-        relay = self._relay(generate_request_from_proto(request, context.time_remaining()))
+        call = self._telemetry.begin("Generate", context.invocation_metadata())
+        try:
+            generation = generate_request_from_proto(request, context.time_remaining())
+        except Exception as exc:
+            call.end(exc)
+            raise
+        relay = self._relay(generation, call)
         async with aclosing(relay):
             async for message in relay:
                 yield message
 
-    async def _relay(self, request: GenerationRequest) -> AsyncGenerator[pb.GenerateResponse, None]:
+    async def _relay(
+        self, request: GenerationRequest, call: GenerationCall
+    ) -> AsyncGenerator[pb.GenerateResponse, None]:
         request_id = request.request_id
+        call.request(request)
         # Merges Deltas that arrive while gRPC still writes the previous message (coalesce.py).
         events = coalesce(self._engine.stream(request))
         GenerateResponse, DeltaMessage = pb.GenerateResponse, pb.Delta  # hot loop: local names
+        error: Exception | None = None
         try:
             async for event in events:
                 if type(event) is Delta:
@@ -69,16 +87,22 @@ class InferenceServicer(pb_grpc.InferenceServicer):
                     yield GenerateResponse(request_id=request_id, delta=delta)
                 elif isinstance(event, Started):
                     request_id = event.request_id
+                    call.started(event)
                     yield started_to_proto(event)
                 elif isinstance(event, Finished):
+                    call.finished(event)
                     yield finished_to_proto(request_id, event)
         except asyncio.CancelledError:
             # The client went away (or the call's deadline passed): free the sequence now.
             if request_id:
                 self._engine.abort(request_id)
             raise
+        except Exception as exc:  # a refusal (queue full...): the interceptor maps it
+            error = exc
+            raise
         finally:
             await events.aclose()
+            call.end(error)
 
     async def Abort(self, request: pb.AbortRequest, context: Context) -> pb.AbortResponse:
         if not request.request_id:

@@ -8,14 +8,20 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from model_runner.telemetry.settings import TelemetrySettings
+
 BackendName = Literal["fake", "transformers", "llamacpp", "openai"]
 BACKEND_NAMES: tuple[str, ...] = ("fake", "transformers", "llamacpp", "openai")
 
 
-class RunnerSettings(BaseSettings):
-    """Everything the runner process needs; built by the CLI and passed down, never global."""
+class RunnerSettings(BaseSettings, TelemetrySettings):
+    """Everything the runner process needs; built by the CLI and passed down, never global.
 
-    model_config = SettingsConfigDict(env_prefix="RUNNER_", extra="forbid")
+    Logs and traces (`TelemetrySettings`): RUNNER_LOG_FORMAT, RUNNER_TRACING_ENABLED and the
+    standard OTEL_* variables (docs/operations.md).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="RUNNER_", extra="forbid", populate_by_name=True)
 
     host: str = "127.0.0.1"
     port: int = Field(default=50051, ge=0, le=65535, description="0 = pick a free port")

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 
-import uvicorn
-
+from model_runner.telemetry.logs import configure_logging, logging_config
 from webui_backend.db.engine import create_engine
 from webui_backend.db.migrate import upgrade_to_head
+from webui_backend.serve import serve as serve_app
 from webui_backend.settings import Settings
 
 
@@ -32,24 +31,29 @@ def main(argv: list[str] | None = None) -> None:
     serve = sub.add_parser("serve", help="run the HTTP/WebSocket server")
     serve.add_argument("--host", help="bind address (WEBUI_HOST)")
     serve.add_argument("--port", type=int, help="port (WEBUI_PORT)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        help="worker processes (WEBUI_WORKERS or WEB_CONCURRENCY; more than one needs "
+        "WEBUI_REDIS_URL)",
+    )
     sub.add_parser("migrate", help="apply database migrations and exit")
     args = parser.parse_args(argv)
 
     settings = Settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    configure_logging(settings.log_level, settings.log_format)
     if args.command == "migrate":
         _migrate(settings)
         return
-    uvicorn.run(
-        "webui_backend.main:app_factory",
-        factory=True,
+    if args.workers is not None and args.workers < 1:
+        parser.error("--workers must be at least 1")
+    serve_app(
+        settings,
         host=args.host or settings.host,
         port=args.port if args.port is not None else settings.port,
-        ws_max_size=settings.max_ws_frame_bytes,
-        log_level=settings.log_level,
-        lifespan="on",
+        workers=args.workers or settings.workers,
+        # uvicorn's own lines (start-up, access log) in our format, with the request id.
+        log_config=logging_config(settings.log_level, settings.log_format),
     )
 
 

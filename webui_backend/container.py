@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from opentelemetry.trace import NoOpTracer, Tracer
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from webui_backend.db.transactions import Transactions
 from webui_backend.services.accounts_wiring import AccountServices
 from webui_backend.services.auth import AuthService
 from webui_backend.services.background import BackgroundTasks
@@ -23,6 +25,8 @@ class AppServices:
     settings: Settings
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
+    # The turn's own writes (on SQLite: the writer thread).
+    transactions: Transactions
     runner: RunnerClient
     hub: TurnHub
     catalog: ModelCatalog
@@ -33,3 +37,5 @@ class AppServices:
     auth: AuthService
     # Accounts, sharing and administration services (api/auth, keys, admin, shares).
     accounts: AccountServices
+    # Spans of WebSocket frames (observability/tracing.py); a no-op tracer when tracing is off.
+    tracer: Tracer = field(default_factory=NoOpTracer)

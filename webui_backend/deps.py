@@ -17,7 +17,9 @@ from webui_backend.services.principal import AuthenticatedUser
 __all__ = ["AuthenticatedUser"]
 
 
-def get_services(conn: HTTPConnection) -> AppServices:
+async def get_services(conn: HTTPConnection) -> AppServices:
+    # async on purpose: FastAPI runs a plain `def` dependency on its thread pool, and this one
+    # is on every request (a thread hop cost more CPU than the rest of a small request).
     return cast(AppServices, conn.app.state.services)
 
 

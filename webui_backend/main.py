@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from opentelemetry.trace import Tracer
 
 from model_runner.client import GrpcRunnerClient
 from webui_backend.api import auth, chats, health, keys, models, shares, turns, ws
@@ -17,11 +18,14 @@ from webui_backend.api.ui import mount_ui
 from webui_backend.container import AppServices
 from webui_backend.db.engine import create_engine, create_session_factory
 from webui_backend.db.migrate import upgrade_to_head
+from webui_backend.db.transactions import create_transactions
 from webui_backend.observability.metrics import (
     BackendMetrics,
     HttpMetricsMiddleware,
     metrics_endpoint,
 )
+from webui_backend.observability.request_id import RequestIdMiddleware
+from webui_backend.observability.tracing import BackendTracing
 from webui_backend.services.accounts_wiring import build_account_services
 from webui_backend.services.admin_runners import ensure_runner_registry
 from webui_backend.services.background import BackgroundTasks
@@ -31,20 +35,29 @@ from webui_backend.services.checkpoints import ReplyCheckpointer
 from webui_backend.services.generation import ReplyGenerator
 from webui_backend.services.hub_factory import build_hub
 from webui_backend.services.model_catalog import ModelCatalog
-from webui_backend.services.recovery import interrupt_orphaned_replies
+from webui_backend.services.recovery import OrphanSweeper, interrupt_orphaned_replies
+from webui_backend.services.retention import RetentionJob
 from webui_backend.services.runner_pool import RunnerPool
 from webui_backend.services.runner_port import RunnerClient
 from webui_backend.services.turn_watch import TurnWatcher
 from webui_backend.settings import Settings
 
 
-def create_app(settings: Settings, *, runner: RunnerClient | None = None) -> FastAPI:
-    """Build the app. `runner` replaces the gRPC client (tests pass a fake)."""
+def create_app(
+    settings: Settings,
+    *,
+    runner: RunnerClient | None = None,
+    tracing: BackendTracing | None = None,
+) -> FastAPI:
+    """Build the app. `runner` replaces the gRPC client (tests pass a fake); `tracing`
+    replaces the tracer provider the settings describe (tests pass an in-memory one)."""
     metrics = BackendMetrics()
+    if tracing is None:
+        tracing = BackendTracing.from_settings(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        services, owned_client = await _start(settings, runner, metrics)
+        services, owned_client = await _start(settings, runner, metrics, tracing.tracer)
         metrics.instrument_engine(services.engine)
         app.state.services = services
         try:
@@ -52,9 +65,12 @@ def create_app(settings: Settings, *, runner: RunnerClient | None = None) -> Fas
         finally:
             await services.tasks.shutdown()
             await services.hub.aclose()
+            await services.accounts.limiter.aclose()
             if owned_client is not None:
                 await owned_client.close()
+            await services.transactions.aclose()
             await services.engine.dispose()
+            tracing.shutdown()
 
     app = FastAPI(
         title="webui backend",
@@ -66,8 +82,14 @@ def create_app(settings: Settings, *, runner: RunnerClient | None = None) -> Fas
     install_error_handlers(app)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_body_bytes)
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics)
+    app.add_middleware(RequestIdMiddleware)
+    tracing.instrument(app)
     app.state.metrics = metrics
     app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
+    # Routes match in order, one by one: the per-turn ones come first.
+    app.include_router(turns.router)
+    app.include_router(ws.router)
+    app.include_router(openai_router)
     app.include_router(health.router)
     app.include_router(auth.router)
     app.include_router(keys.router)
@@ -75,27 +97,41 @@ def create_app(settings: Settings, *, runner: RunnerClient | None = None) -> Fas
     app.include_router(shares.router)
     app.include_router(models.router)
     app.include_router(admin_router)
-    app.include_router(turns.router)
-    app.include_router(ws.router)
-    app.include_router(openai_router)
     mount_ui(app, settings.static_dir)
     return app
 
 
 async def _start(
-    settings: Settings, runner: RunnerClient | None, metrics: BackendMetrics
+    settings: Settings, runner: RunnerClient | None, metrics: BackendMetrics, tracer: Tracer
 ) -> tuple[AppServices, RunnerPool | None]:
     if settings.is_sqlite:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = create_engine(
-        settings.database_url, sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms
+        settings.database_url,
+        sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+        pool_size=settings.database_pool_size,
+        max_overflow=settings.database_max_overflow,
     )
     if settings.migrate_on_startup:
         await upgrade_to_head(engine)
     sessions = create_session_factory(engine)
+    transactions = create_transactions(
+        settings.database_url, sessions, busy_timeout_ms=settings.sqlite_busy_timeout_ms
+    )
     hub = build_hub(settings)
     await hub.start()
-    await interrupt_orphaned_replies(sessions, live_elsewhere=await hub.live_turn_ids_anywhere())
+    sweeper = OrphanSweeper(
+        sessions,
+        hub,
+        interval_s=settings.orphan_sweep_interval_s,
+        grace_s=settings.orphan_grace_s,
+    )
+    if settings.redis_url:
+        # Other workers may be generating right now: only a dead worker's replies go.
+        await sweeper.sweep()
+    else:
+        # The in-process hub means one worker: whatever is still streaming is a crash's.
+        await interrupt_orphaned_replies(sessions)
     runner_addresses = await ensure_runner_registry(sessions, settings.runner_addresses)
 
     owned_client = None
@@ -113,8 +149,14 @@ async def _start(
         runner = owned_client
     catalog = ModelCatalog(runner)
     tasks = BackgroundTasks()
-    checkpoints = ReplyCheckpointer(sessions, interval_s=settings.checkpoint_interval_s)
+    checkpoints = ReplyCheckpointer(transactions, interval_s=settings.checkpoint_interval_s)
     tasks.spawn(checkpoints.run(), name="reply-checkpoints")
+    tasks.spawn(sweeper.run(), name="orphan-sweep")
+    retention = RetentionJob.from_settings(
+        settings, engine=engine, transactions=transactions, sessions=sessions
+    )
+    if retention is not None:
+        tasks.spawn(retention.run(), name="retention")
     accounts = await build_account_services(
         settings,
         sessions=sessions,
@@ -123,23 +165,26 @@ async def _start(
         pool=owned_client,
     )
     generator = ReplyGenerator(
-        sessions=sessions,
+        transactions=transactions,
         runner=runner,
         hub=hub,
         runner_timeout_s=settings.runner_timeout_s,
         checkpoints=checkpoints,
         observer=metrics,
+        tracer=tracer,
     )
     services = AppServices(
         settings=settings,
         engine=engine,
         sessions=sessions,
+        transactions=transactions,
         runner=runner,
         hub=hub,
         catalog=catalog,
         tasks=tasks,
         turns=ChatTurnService(
             sessions=sessions,
+            transactions=transactions,
             generator=generator,
             hub=hub,
             catalog=catalog,
@@ -158,6 +203,7 @@ async def _start(
         ),
         auth=accounts.auth,
         accounts=accounts,
+        tracer=tracer,
     )
     return services, owned_client
 

@@ -5,24 +5,35 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from model_runner.telemetry.settings import TelemetrySettings
 
 _PLACEHOLDER_SECRETS = {"secret", "changeme", "change-me", "jwt-secret", "test", "dev", "please"}
 
 
-class Settings(BaseSettings):
-    """Every knob of the backend. Environment variables use the `WEBUI_` prefix."""
+class Settings(BaseSettings, TelemetrySettings):
+    """Every knob of the backend. Environment variables use the `WEBUI_` prefix, except the
+    standard OTEL_* variables of `TelemetrySettings` (logs and traces: docs/operations.md)."""
 
-    model_config = SettingsConfigDict(env_prefix="WEBUI_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="WEBUI_", env_file=".env", extra="ignore", populate_by_name=True
+    )
 
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     data_dir: Path = Path("data")
-    # Empty = a SQLite file under data_dir. Any SQLAlchemy async URL works (aiosqlite, asyncpg).
+    # Empty = a SQLite file under data_dir; or PostgreSQL through asyncpg:
+    # postgresql+asyncpg://user:password@host:5432/db (docs/operations.md).
     database_url: str = ""
     sqlite_busy_timeout_ms: int = Field(default=5000, ge=0)
-    # Apply Alembic migrations when the app starts (one worker; several workers migrate first).
+    # PostgreSQL connections per worker process: kept open, and extra ones opened under load
+    # and closed again. workers x (pool size + overflow) must fit the server's max_connections.
+    database_pool_size: int = Field(default=10, ge=1)
+    database_max_overflow: int = Field(default=20, ge=0)
+    # Apply Alembic migrations when the app starts (under the database's start-up lock).
+    # `webui-backend serve` migrates once before starting its workers and turns it off for them.
     migrate_on_startup: bool = True
 
     # One runner, a comma-separated list, or a `dns:///name:port` resolved by gRPC; turns go
@@ -47,14 +58,46 @@ class Settings(BaseSettings):
     # then from the stored reply.
     checkpoint_interval_s: float = Field(default=1.0, gt=0, le=60)
     hub_retain_finished_s: float = Field(default=300.0, ge=1)
-    # Several workers: a Redis URL selects the Redis hub (resume and stop on any worker);
-    # empty = the in-process hub (one worker). `redis_prefix` namespaces the keys.
+    # Several workers: a Redis URL selects the Redis hub (resume and stop on any worker) and
+    # rate limits counted in Redis (one limit for all workers); empty = both in-process (one
+    # worker). `redis_prefix` namespaces the keys.
     redis_url: str = ""
     redis_prefix: str = "webui:"
+    # Worker processes of `webui-backend serve` (WEBUI_WORKERS, else the conventional
+    # WEB_CONCURRENCY); more than one requires `redis_url` (docs/operations.md).
+    workers: int = Field(
+        default=1, ge=1, le=64, validation_alias=AliasChoices("WEBUI_WORKERS", "WEB_CONCURRENCY")
+    )
+    # uvicorn's supervisor pings each worker; one that does not answer within this many
+    # seconds is killed and replaced. A new worker answers only once its imports are done,
+    # which takes seconds on a busy host, hence more than uvicorn's default of 5.
+    worker_healthcheck_timeout_s: int = Field(default=30, ge=1)
+    # Each worker refreshes a heartbeat in Redis this often; it expires after three misses,
+    # and then the worker's live replies count as orphans.
+    worker_heartbeat_s: float = Field(default=2.0, gt=0, le=60)
+    # Every `orphan_sweep_interval_s` each worker marks `interrupted` the replies left
+    # `streaming` by a worker that died: not live on any worker with a fresh heartbeat and not
+    # checkpointed for `orphan_grace_s`.
+    orphan_sweep_interval_s: float = Field(default=5.0, gt=0)
+    orphan_grace_s: float = Field(default=10.0, ge=0)
     # A WebSocket whose client does not read: frames queued per connection, and how long one
     # send may wait before the connection is closed (4008) and its memory released.
     ws_outbox_frames: int = Field(default=64, ge=4)
     ws_send_timeout_s: float = Field(default=30.0, gt=0)
+
+    # Retention (docs/operations.md): chats whose last activity (`chat.updated_at`) is older
+    # than `retention_days` are deleted with their messages, archived ones included; 0 = keep
+    # forever. Pinned chats stay unless `retention_keep_pinned` is off; a chat with a reply
+    # still streaming always stays. One pass every `retention_interval_s`, across all workers
+    # and hosts, deleting `retention_batch_size` chats per transaction so no pass holds
+    # SQLite's write lock for long. On SQLite a full VACUUM (one time, converting the file to
+    # incremental auto-vacuum) runs only when at least `retention_vacuum_min_free_mb` and a
+    # quarter of the file are free; 0 = never.
+    retention_days: int = Field(default=0, ge=0)
+    retention_keep_pinned: bool = True
+    retention_interval_s: float = Field(default=3600.0, ge=10)
+    retention_batch_size: int = Field(default=100, ge=1, le=10_000)
+    retention_vacuum_min_free_mb: int = Field(default=64, ge=0)
 
     # Accounts. An empty `jwt_secret` is generated once and kept in `data_dir/jwt_secret`;
     # in production a configured secret must be real (no placeholder, at least 32 characters).

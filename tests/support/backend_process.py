@@ -11,6 +11,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
+from tests.support.databases import database_url
 from tests.support.processes import ServiceProcess, start_process
 
 _LISTENING = re.compile(r"Uvicorn running on http://([\d.]+):(\d+)")
@@ -22,9 +23,11 @@ TEST_PASSWORD = "integration-pass-1"
 class BackendProcess:
     """A running `webui-backend serve` and where to reach it."""
 
-    def __init__(self, service: ServiceProcess, data_dir: Path) -> None:
+    def __init__(self, service: ServiceProcess, data_dir: Path, database_url: str) -> None:
         self.service = service
         self.data_dir = data_dir
+        # SQLite file under data_dir, or the test session's PostgreSQL database for it.
+        self.database_url = database_url
         self.token = ""
 
     @property
@@ -76,7 +79,10 @@ def start_backend(
 ) -> BackendProcess:
     """Start `webui-backend serve --port 0` and wait until uvicorn reports its port. With
     `sign_in` the test account is registered (or logged in) and `auth_headers` carry its
-    token; pass False to start with no account (first-run flows)."""
+    token; pass False to start with no account (first-run flows). The database is the one
+    tests.support.databases assigns to `data_dir` (its SQLite file unless
+    WEBUI_TEST_DATABASE_URL names PostgreSQL)."""
+    env = {"WEBUI_DATABASE_URL": database_url(data_dir), **(env or {})}
     service = start_process(
         [sys.executable, "-m", "webui_backend.cli", "serve", "--host", "127.0.0.1", "--port", "0"],
         listening=_LISTENING,
@@ -84,12 +90,12 @@ def start_backend(
             "WEBUI_DATA_DIR": str(data_dir),
             "WEBUI_RUNNER_ADDRESS": runner_address,
             "WEBUI_LOG_LEVEL": "info",
-            **(env or {}),
+            **env,
         },
         timeout_s=timeout_s,
         name="webui-backend",
     )
-    backend = BackendProcess(service, data_dir)
+    backend = BackendProcess(service, data_dir, env["WEBUI_DATABASE_URL"])
     if sign_in:
         backend.sign_in()
     return backend

@@ -52,9 +52,18 @@ class FakeRunnerClient:
         default_factory=list
     )
     cancelled: list[str] = field(default_factory=list)
+    # The gRPC metadata of each chat_stream call (x-request-id, traceparent).
+    metadata: list[list[tuple[str, str]]] = field(default_factory=list)
     aborted: list[str] = field(default_factory=list)
     load: RunnerLoad = field(default_factory=lambda: RunnerLoad(0, 0, 8, 16, False))
     closed: bool = False
+
+    def last_call_ending_with(
+        self, content: str
+    ) -> tuple[list[ChatMessage], str, GenerationOptions | None]:
+        """The latest call whose last message is `content`. A new chat's title is asked for
+        in a task of its own, so the very latest call may be that one."""
+        return next(call for call in reversed(self.calls) if call[0][-1].content == content)
 
     async def chat_stream(
         self,
@@ -64,8 +73,10 @@ class FakeRunnerClient:
         request_id: str = "",
         options: GenerationOptions | None = None,
         timeout_s: float | None = None,
+        metadata: Sequence[tuple[str, str]] = (),
     ) -> AsyncIterator[RunnerEvent]:
         self.calls.append((list(messages), model, options))
+        self.metadata.append(list(metadata))
         if not self.reachable:
             raise RunnerUnavailableError("connection refused")
         script = self.scripts.pop(0) if self.scripts else reply_script("Hello", " there")

@@ -21,9 +21,12 @@ from webui_backend.api.turn_input import followup_request, turn_request
 from webui_backend.container import AppServices
 from webui_backend.deps import AuthenticatedUser, CurrentUser, ServicesDep
 from webui_backend.errors import AppError, InvalidInputError
+from webui_backend.observability.tracing import frame_span
 from webui_backend.schemas.turns import (
     ChatSendFrame,
+    ClientFrame,
     ClientFrameEnvelope,
+    PingFrame,
     TurnContinueFrame,
     TurnRegenerateFrame,
     TurnStopFrame,
@@ -108,7 +111,10 @@ class _Connection:
         while True:
             text = await outbox.get()
             try:
-                await asyncio.wait_for(ws.send_text(text), self._send_timeout_s)
+                # asyncio.timeout, not wait_for: wait_for wraps every send in a new task, and
+                # this runs once per relayed frame.
+                async with asyncio.timeout(self._send_timeout_s):
+                    await ws.send_text(text)
             except TimeoutError:
                 log.info("closing a WebSocket whose client stopped reading")
                 with contextlib.suppress(Exception):
@@ -132,6 +138,14 @@ class _Connection:
                 )
             )
             return
+        if isinstance(frame, PingFrame):  # keep-alives get no span
+            await self._dispatch(frame)
+            return
+        # A span per frame (a no-op when tracing is off); a turn the frame starts is its child.
+        with frame_span(self._services.tracer, frame.type, _frame_attributes(frame)):
+            await self._dispatch(frame)
+
+    async def _dispatch(self, frame: ClientFrame) -> None:
         turns = self._services.turns
         user_id = self._user.id
         try:
@@ -211,6 +225,13 @@ class _Connection:
         for task in watchers:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+
+
+def _frame_attributes(frame: ClientFrame) -> dict[str, str]:
+    if isinstance(frame, ChatSendFrame):
+        return {"chat.id": frame.chat_id} if frame.chat_id else {}
+    turn_id = getattr(frame, "turn_id", None)
+    return {"chat.turn.id": turn_id} if isinstance(turn_id, str) else {}
 
 
 def _ref_of(raw: str) -> str | None:

@@ -185,3 +185,28 @@ class AuditEntryOut(BaseModel):
 class AuditList(BaseModel):
     items: list[AuditEntryOut]
     next_before: datetime | None
+
+
+class RetentionPassOut(BaseModel):
+    started_at: datetime
+    finished_at: datetime
+    # Chats last active before this instant were due.
+    cutoff: datetime
+    chats_deleted: int
+    messages_deleted: int
+    # "none", "incremental" or "full" (SQLite); "autovacuum" (PostgreSQL); "failed".
+    vacuum: str
+    # SQLite only: bytes cut from the database file, and its size afterwards.
+    bytes_reclaimed: int | None
+    file_bytes: int | None
+
+
+class RetentionOut(BaseModel):
+    """The WEBUI_RETENTION_* settings in effect and the newest pass of any worker."""
+
+    enabled: bool
+    days: int
+    keep_pinned: bool
+    interval_s: float
+    batch_size: int
+    last_pass: RetentionPassOut | None

@@ -16,7 +16,8 @@ from webui_backend.services.auth_crypto import AccessTokens, Passwords, load_or_
 from webui_backend.services.chat_import_export import ChatImportService
 from webui_backend.services.model_catalog import ModelCatalog
 from webui_backend.services.principal_cache import PrincipalCache
-from webui_backend.services.rate_limit import SlidingWindowLimiter
+from webui_backend.services.rate_limit import RateLimiter, SlidingWindowLimiter
+from webui_backend.services.redis_rate_limit import RedisRateLimiter
 from webui_backend.services.runner_pool import RunnerPool
 from webui_backend.services.runner_port import RunnerClient
 from webui_backend.services.settings_store import SettingsStore, defaults_from
@@ -40,6 +41,15 @@ class AccountServices:
     shares: ShareService
     importer: ChatImportService
     titles: TitleGenerator
+    # Shared by auth (login, sign-up) and model access (chat messages); closed with the app.
+    limiter: RateLimiter
+
+
+def build_limiter(settings: Settings) -> RateLimiter:
+    """Redis when a URL is set (every worker counts against one limit), else in-process."""
+    if settings.redis_url:
+        return RedisRateLimiter(settings.redis_url, prefix=settings.redis_prefix)
+    return SlidingWindowLimiter()
 
 
 async def build_account_services(
@@ -52,7 +62,7 @@ async def build_account_services(
 ) -> AccountServices:
     store = SettingsStore(sessions, defaults_from(settings))
     await store.load()
-    limiter = SlidingWindowLimiter()
+    limiter = build_limiter(settings)
     secret = load_or_create_secret(settings.jwt_secret, settings.data_dir)
     principals = PrincipalCache()
 
@@ -89,4 +99,5 @@ async def build_account_services(
         shares=ShareService(sessions, public_url=settings.public_url),
         importer=ChatImportService(sessions),
         titles=TitleGenerator(sessions=sessions, runner=runner, settings_store=store),
+        limiter=limiter,
     )

@@ -23,7 +23,7 @@ from webui_backend.errors import ModelNotFoundError, NotFoundError
 from webui_backend.services.audit import record
 from webui_backend.services.model_catalog import ModelCatalog
 from webui_backend.services.principal import AuthenticatedUser
-from webui_backend.services.rate_limit import SlidingWindowLimiter
+from webui_backend.services.rate_limit import RateLimiter
 from webui_backend.services.settings_store import SettingsStore
 from webui_backend.services.turn_policy import TurnModelSettings
 
@@ -56,7 +56,7 @@ class ModelAccessService:
         sessions: async_sessionmaker[AsyncSession],
         catalog: ModelCatalog,
         settings_store: SettingsStore,
-        limiter: SlidingWindowLimiter,
+        limiter: RateLimiter,
     ) -> None:
         self._sessions = sessions
         self._catalog = catalog
@@ -107,7 +107,7 @@ class ModelAccessService:
         """The turn policy's gate. Raises RateLimitedError when the user sent too many
         messages in the last minute, and ModelNotFoundError when the model is disabled or not
         allowed for this user (the same error as an unknown model: access is not disclosed)."""
-        self._limiter.check(
+        await self._limiter.check(
             f"chat:{user_id}",
             limit=self._store.current.chat_messages_per_minute,
             what="messages",

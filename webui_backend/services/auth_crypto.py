@@ -52,6 +52,8 @@ class Passwords:
 class AccessClaims:
     user_id: str
     token_version: int
+    # `exp`, seconds since the epoch.
+    expires_at: float
 
 
 class AccessTokens:
@@ -77,10 +79,10 @@ class AccessTokens:
             raise UnauthorizedError("The access token has expired.", code="token_expired") from exc
         except jwt.PyJWTError as exc:
             raise UnauthorizedError("The access token is not valid.", code="invalid_token") from exc
-        user_id, version = claims.get("sub"), claims.get("tv", 0)
+        user_id, version, exp = claims.get("sub"), claims.get("tv", 0), claims["exp"]
         if not isinstance(user_id, str) or not isinstance(version, int):
             raise UnauthorizedError("The access token is not valid.", code="invalid_token")
-        return AccessClaims(user_id=user_id, token_version=version)
+        return AccessClaims(user_id=user_id, token_version=version, expires_at=float(exp))
 
 
 def load_or_create_secret(configured: str, data_dir: Path) -> str:

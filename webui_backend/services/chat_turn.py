@@ -7,24 +7,32 @@ the hub; no socket owns it, so a closed tab loses nothing.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 
 from model_runner.client import ChatMessage, GenerationOptions
-from webui_backend.db.models import MessageRole, MessageStatus, utcnow
-from webui_backend.db.repositories import ChatRepository, MessageRepository
+from webui_backend.db.models import MessageRole, MessageStatus, new_id, utcnow
+from webui_backend.db.repositories.turn_writes import TurnWrites, message_row
+from webui_backend.db.transactions import Transactions
 from webui_backend.errors import InvalidInputError, NotFoundError, PayloadTooLargeError
+from webui_backend.observability.tracing import TurnOrigin
 from webui_backend.services.background import BackgroundTasks
 from webui_backend.services.generation import ReplyGenerator, TurnPlan
 from webui_backend.services.model_catalog import ModelCatalog
 from webui_backend.services.turn_followups import FollowUpRequest, FollowUps
 from webui_backend.services.turn_handle import TurnHandle
-from webui_backend.services.turn_history import history_of
 from webui_backend.services.turn_hub import TurnHub
-from webui_backend.services.turn_keys import TurnKeys, TurnKeyTakenError, digest_of
+from webui_backend.services.turn_keys import (
+    TurnKeys,
+    TurnKeyTakenError,
+    digest_of,
+    turn_key_row,
+)
 from webui_backend.services.turn_policy import TitleWriter, TurnPolicy, apply_model_settings
 
 log = logging.getLogger(__name__)
@@ -52,6 +60,7 @@ class ChatTurnService:
         self,
         *,
         sessions: async_sessionmaker[AsyncSession],
+        transactions: Transactions,
         generator: ReplyGenerator,
         hub: TurnHub,
         catalog: ModelCatalog,
@@ -62,6 +71,7 @@ class ChatTurnService:
         titles: TitleWriter | None = None,
     ) -> None:
         self._sessions = sessions
+        self._transactions = transactions
         self._generator = generator
         self._hub = hub
         self._catalog = catalog
@@ -80,6 +90,11 @@ class ChatTurnService:
         found for this user) or ModelNotFoundError; nothing is stored when it raises.
         """
         self._validate(request)
+        # Shielded: once the user message is committed its reply must be generated, even if
+        # the request that sent it is cancelled (a socket closing) meanwhile.
+        return await asyncio.shield(self._start_turn(user_id, request))
+
+    async def _start_turn(self, user_id: str, request: TurnRequest) -> TurnHandle:
         digest = request_digest(request)
         if request.turn_key is not None:
             earlier = await self._keys.find(user_id, request.turn_key, digest)
@@ -124,6 +139,9 @@ class ChatTurnService:
             options=options,
             base_content=base_content,
             first_seq=first_seq,
+            # Captured here, in the request or frame that starts the turn: the generation task
+            # outlives it and takes its request id and parent span from the plan.
+            origin=TurnOrigin.capture(),
         )
         self._tasks.spawn(self._generate(plan, user_id, handle), name=f"turn-{handle.turn_id}")
 
@@ -203,56 +221,102 @@ class ChatTurnService:
     async def _store_user_message(
         self, user_id: str, request: TurnRequest, model: str, digest: str
     ) -> tuple[TurnHandle, list[ChatMessage]]:
-        async with self._sessions() as session, session.begin():
-            chats = ChatRepository(session)
-            messages = MessageRepository(session)
-            created_chat = request.chat_id is None
-            if request.chat_id is None:
-                chat = await chats.add(user_id=user_id, title=_title_from(request.content))
-            else:
-                found = await chats.get_owned(request.chat_id, user_id)
-                if found is None:
-                    raise NotFoundError("Chat not found.", code="chat_not_found")
-                chat = found
-            parent_id = chat.current_message_id if request.use_active_leaf else request.parent_id
-            if (
-                parent_id is not None
-                and not request.use_active_leaf
-                and (created_chat or await messages.get_in_chat(parent_id, chat.id) is None)
-            ):
-                raise NotFoundError(
-                    "The message to reply under is not in this chat.", code="parent_not_found"
-                )
-            now = utcnow()
-            user_message = messages.add(
-                chat_id=chat.id,
-                parent_id=parent_id,
-                role=MessageRole.USER,
-                content=request.content,
-                at=now,
+        new_turn = _NewTurn(
+            user_id=user_id,
+            request=request,
+            model=model,
+            digest=digest,
+            chat_id=request.chat_id or new_id(),
+            user_message_id=new_id(),
+            reply_id=new_id(),
+            at=utcnow(),
+        )
+        return await self._transactions.run(new_turn.store)
+
+
+@dataclass(frozen=True, slots=True)
+class _NewTurn:
+    """One send, with its ids chosen up front so the transaction is a plain function."""
+
+    user_id: str
+    request: TurnRequest
+    model: str
+    digest: str
+    chat_id: str
+    user_message_id: str
+    reply_id: str
+    at: datetime
+
+    def store(self, session: Session) -> tuple[TurnHandle, list[ChatMessage]]:
+        """The user message and an empty `streaming` reply in the caller's transaction;
+        raises NotFoundError (chat or parent), TurnKeyTakenError (the key is taken)."""
+        request, writes = self.request, TurnWrites(session)
+        created_chat = request.chat_id is None
+        if created_chat:
+            writes.add_chat(
+                chat_id=self.chat_id,
+                user_id=self.user_id,
+                title=_title_from(request.content),
+                at=self.at,
             )
-            reply = messages.add(
-                chat_id=chat.id,
-                parent_id=user_message.id,
-                role=MessageRole.ASSISTANT,
-                content="",
-                status=MessageStatus.STREAMING,
-                model=model or None,
-                # A microsecond later, so ordering by time shows the question before the reply.
-                at=now + timedelta(microseconds=1),
+            leaf = None
+        else:
+            owned = writes.owned_chat_leaf(self.chat_id, self.user_id)
+            if owned is None:
+                raise NotFoundError("Chat not found.", code="chat_not_found")
+            leaf = owned[0]
+        parent_id = leaf if request.use_active_leaf else request.parent_id
+        if (
+            parent_id is not None
+            and not request.use_active_leaf
+            and (created_chat or not writes.message_in_chat(parent_id, self.chat_id))
+        ):
+            raise NotFoundError(
+                "The message to reply under is not in this chat.", code="parent_not_found"
             )
-            await chats.set_current_message(chat.id, reply.id, at=now)
-            branch = await messages.branch(user_message.id)
-            handle = TurnHandle(
-                turn_id=reply.id,
-                chat_id=chat.id,
-                user_message_id=user_message.id,
-                assistant_message_id=reply.id,
-                created_chat=created_chat,
-            )
-            if request.turn_key is not None:
-                await self._keys.claim(session, user_id, request.turn_key, handle, digest)
-        return handle, history_of(branch)
+        writes.add_messages(
+            [
+                message_row(
+                    message_id=self.user_message_id,
+                    chat_id=self.chat_id,
+                    parent_id=parent_id,
+                    role=MessageRole.USER,
+                    content=request.content,
+                    status=MessageStatus.COMPLETE,
+                    model=None,
+                    at=self.at,
+                ),
+                message_row(
+                    message_id=self.reply_id,
+                    chat_id=self.chat_id,
+                    parent_id=self.user_message_id,
+                    role=MessageRole.ASSISTANT,
+                    content="",
+                    status=MessageStatus.STREAMING,
+                    model=self.model or None,
+                    # A microsecond later, so ordering by time shows the question first.
+                    at=self.at + timedelta(microseconds=1),
+                ),
+            ]
+        )
+        writes.set_current_message(self.chat_id, self.reply_id, self.at)
+        handle = TurnHandle(
+            turn_id=self.reply_id,
+            chat_id=self.chat_id,
+            user_message_id=self.user_message_id,
+            assistant_message_id=self.reply_id,
+            created_chat=created_chat,
+        )
+        if request.turn_key is not None and not writes.add_turn_key(
+            turn_key_row(self.user_id, request.turn_key, handle, self.digest, self.at)
+        ):
+            raise TurnKeyTakenError(request.turn_key)
+        history = [
+            ChatMessage(role=role.value, content=content)
+            for role, content in writes.branch_history(self.user_message_id)
+            if content or role is MessageRole.USER
+        ]
+        return handle, history
 
 
 def request_digest(request: TurnRequest) -> str:

@@ -16,7 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from webui_backend.db.models import Chat, Message
 from webui_backend.db.repositories import ChatRepository, MessageRepository
-from webui_backend.db.repositories.chat_listing import ChatCursor, ChatListingRepository, SearchHit
+from webui_backend.db.repositories.chat_listing import ChatCursor, ChatListingRepository
+from webui_backend.db.repositories.chat_search import ChatSearchRepository, SearchHit, SearchTerm
 from webui_backend.errors import InvalidInputError, NotFoundError
 
 MAX_TAGS = 20
@@ -147,9 +148,9 @@ class ChatQueryService:
     async def search(self, user_id: str, query: str, *, limit: int = 20) -> list[SearchHit]:
         """Titles and messages of the user's chats that contain every word of `query`,
         newest first. Raises InvalidInputError for a query with no words."""
-        fts = fts_query(query)
+        terms = search_terms(query)
         async with self._sessions() as session:
-            return await ChatListingRepository(session).search(user_id, fts, limit=limit)
+            return await ChatSearchRepository(session).search(user_id, terms, limit=limit)
 
     async def list_tags(self, user_id: str) -> list[tuple[str, int]]:
         async with self._sessions() as session:
@@ -190,22 +191,22 @@ def normalize_tags(tags: Sequence[str]) -> list[str]:
     return sorted(names)
 
 
-def fts_query(query: str) -> str:
-    """The user's words as an FTS5 query: each word quoted (no operator gets through) and
-    all required. A word typed with a trailing `*` also matches as a prefix (`prog*`);
-    prefixes are opt-in because a short one can expand to thousands of words."""
-    terms: list[str] = []
+def search_terms(query: str) -> list[SearchTerm]:
+    """The user's words as search terms: split on anything but letters and digits (so no
+    query operator gets through), all required, at most 16. A word typed with a trailing `*`
+    also matches as a prefix (`prog*`); prefixes are opt-in because a short one can expand to
+    thousands of words. Raises InvalidInputError for a query with no words."""
+    terms: list[SearchTerm] = []
     for piece in query.split():
         words = "".join(c if c.isalnum() else " " for c in piece).split()
         if not words:
             continue
-        quoted = [f'"{w}"' for w in words]
-        if piece.endswith("*") and len(words[-1]) >= 2:
-            quoted[-1] += "*"
-        terms += quoted
+        prefix = piece.endswith("*") and len(words[-1]) >= 2
+        terms += [SearchTerm(w) for w in words[:-1]]
+        terms.append(SearchTerm(words[-1], prefix=prefix))
     if not terms:
         raise InvalidInputError("The search has no words.", code="invalid_query")
-    return " ".join(terms[:16])
+    return terms[:16]
 
 
 def encode_cursor(chat: Chat) -> str:

@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
-from webui_backend.db.repositories.turns import Checkpoint, TurnRepository
+from webui_backend.db.models import utcnow
+from webui_backend.db.repositories.turn_writes import Checkpoint, TurnWrites
+from webui_backend.db.transactions import Transactions
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +37,8 @@ class ReplyProgress:
 
 
 class ReplyCheckpointer:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, interval_s: float) -> None:
-        self._sessions = sessions
+    def __init__(self, transactions: Transactions, *, interval_s: float) -> None:
+        self._transactions = transactions
         self._interval_s = interval_s
         self._live: dict[str, ReplyProgress] = {}
 
@@ -67,8 +67,10 @@ class ReplyCheckpointer:
         if not due:
             return 0
         checkpoints = [Checkpoint(turn_id, progress.text(), seq) for turn_id, progress, seq in due]
-        async with self._sessions() as session, session.begin():
-            await TurnRepository(session).checkpoint(checkpoints)
+        now = utcnow()
+        await self._transactions.run(
+            lambda session: TurnWrites(session).checkpoint(checkpoints, now)
+        )
         for _turn_id, progress, seq in due:
             progress.saved_seq = max(progress.saved_seq, seq)
         return len(due)

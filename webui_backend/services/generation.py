@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from opentelemetry import trace
+from opentelemetry.trace import Span, Tracer
+from sqlalchemy.orm import Session
 
 from model_runner.client import (
     ChatMessage,
@@ -23,16 +25,23 @@ from model_runner.client import (
     StreamFinished,
     StreamStarted,
 )
-from webui_backend.db.models import MessageStatus
-from webui_backend.db.repositories import MessageRepository
+from model_runner.telemetry.request_id import bind_request_id, reset_request_id
+from webui_backend.db.models import MessageStatus, utcnow
 from webui_backend.db.repositories.messages import ReplyOutcome
+from webui_backend.db.repositories.turn_writes import TurnWrites
+from webui_backend.db.transactions import Transactions
+from webui_backend.observability.tracing import (
+    TurnOrigin,
+    record_turn_outcome,
+    runner_metadata,
+    start_turn_span,
+)
 from webui_backend.services.checkpoints import ReplyCheckpointer, ReplyProgress
 from webui_backend.services.runner_errors import describe_runner_error
 from webui_backend.services.runner_port import RunnerClient
 from webui_backend.services.turn_events import TurnDelta, TurnFinished, TurnStarted
 from webui_backend.services.turn_hub import TurnHub
 from webui_backend.services.turn_observer import NoTurnObserver, TurnObserver
-from webui_backend.services.usage import record_reply_usage
 
 log = logging.getLogger(__name__)
 
@@ -53,21 +62,25 @@ class TurnPlan:
     # A continued reply: the stored text it extends, and the seq its new events start at.
     base_content: str = ""
     first_seq: int = 1
+    # The request that started the turn: its id and trace context, for this task's logs/span.
+    origin: TurnOrigin = field(default_factory=TurnOrigin)
 
 
 class ReplyGenerator:
     def __init__(
         self,
         *,
-        sessions: async_sessionmaker[AsyncSession],
+        transactions: Transactions,
         runner: RunnerClient,
         hub: TurnHub,
         runner_timeout_s: float,
         checkpoints: ReplyCheckpointer,
         observer: TurnObserver | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self._observer: TurnObserver = observer or NoTurnObserver()
-        self._sessions = sessions
+        self._tracer = tracer or trace.NoOpTracer()
+        self._transactions = transactions
         self._runner = runner
         self._hub = hub
         self._runner_timeout_s = runner_timeout_s
@@ -79,14 +92,31 @@ class ReplyGenerator:
         The runner stream is read by a child task, so a stop request (from any worker,
         through the hub) cancels exactly that task: the gRPC call is cancelled and the runner
         frees the sequence at its next step, while this task stores the partial reply.
+
+        The task outlives the request that started the turn: its request id and trace context
+        come explicitly from `plan.origin`, and the `chat.turn` span is current while it runs.
         """
+        span = start_turn_span(
+            self._tracer, plan.origin, turn_id=plan.turn_id, chat_id=plan.chat_id, model=plan.model
+        )
+        token = bind_request_id(plan.origin.request_id)
+        try:
+            with trace.use_span(span, end_on_exit=True, record_exception=False):
+                await self._generate(plan, span)
+        finally:
+            reset_request_id(token)
+
+    async def _generate(self, plan: TurnPlan, span: Span) -> None:
         turn_id = plan.turn_id
         progress = ReplyProgress(plan.base_content, plan.first_seq - 1)
         state = _StreamState(plan.model or None)
         stop = self._hub.stop_signal(turn_id)
         self._checkpoints.track(turn_id, progress)
         self._observer.turn_started()
-        relay = asyncio.create_task(self._relay(plan, progress, state), name=f"relay-{turn_id}")
+        metadata = runner_metadata(plan.origin.request_id, span)
+        relay = asyncio.create_task(
+            self._relay(plan, progress, state, metadata), name=f"relay-{turn_id}"
+        )
         try:
             try:
                 await asyncio.wait((relay, stop), return_when=asyncio.FIRST_COMPLETED)
@@ -99,7 +129,9 @@ class ReplyGenerator:
                     started=True,
                     message="The server shut down while this reply was being generated.",
                 )
-                await asyncio.shield(self._finish(turn_id, progress.seq + 1, outcome, None))
+                await asyncio.shield(
+                    self._finish(turn_id, progress.seq + 1, outcome, None, span, state)
+                )
                 raise
             if relay.done():
                 outcome, error_code = relay.result()
@@ -108,10 +140,14 @@ class ReplyGenerator:
                 outcome, error_code = _stopped_outcome(progress.text(), state), None
         finally:
             self._checkpoints.untrack(turn_id)
-        await self._finish(turn_id, progress.seq + 1, outcome, error_code)
+        await self._finish(turn_id, progress.seq + 1, outcome, error_code, span, state)
 
     async def _relay(
-        self, plan: TurnPlan, progress: ReplyProgress, state: _StreamState
+        self,
+        plan: TurnPlan,
+        progress: ReplyProgress,
+        state: _StreamState,
+        metadata: list[tuple[str, str]],
     ) -> tuple[ReplyOutcome, str | None]:
         """Relay the runner's stream into the hub; the hot path: per token one append, one
         int store and one publish."""
@@ -127,6 +163,7 @@ class ReplyGenerator:
                 request_id=turn_id,
                 options=plan.options,
                 timeout_s=self._runner_timeout_s,
+                metadata=metadata,
             ):
                 if type(event) is StreamDelta:
                     seq += 1
@@ -140,6 +177,7 @@ class ReplyGenerator:
                     state.started = True
                     state.model = event.model
                     state.prompt_tokens = event.prompt_tokens
+                    state.runner = event.runner
                     await publish(turn_id, TurnStarted(seq, event.model, event.prompt_tokens))
                 elif type(event) is StreamFinished:
                     finished = event
@@ -161,19 +199,33 @@ class ReplyGenerator:
         return _finished_outcome(finished, progress.text(), state.model), None
 
     async def _finish(
-        self, turn_id: str, seq: int, outcome: ReplyOutcome, error_code: str | None
+        self,
+        turn_id: str,
+        seq: int,
+        outcome: ReplyOutcome,
+        error_code: str | None,
+        span: Span,
+        state: _StreamState,
     ) -> None:
         # The stored text covers every event before the finished one (`seq`).
         outcome = replace(outcome, content_seq=seq - 1)
         try:
-            async with self._sessions() as session, session.begin():
-                await MessageRepository(session).finish_reply(turn_id, outcome)
-                await record_reply_usage(session, turn_id, outcome)
+            await self._transactions.run(lambda session: store_reply(session, turn_id, outcome))
         except Exception:
             log.exception("could not store reply %s", turn_id)
             error_code = "storage_error"
         self._observer.turn_finished(
             outcome.status.value, outcome.completion_tokens, outcome.ttft_ms
+        )
+        record_turn_outcome(
+            span,
+            status=outcome.status.value,
+            finish_reason=outcome.finish_reason,
+            model=outcome.model,
+            runner=state.runner,
+            prompt_tokens=outcome.prompt_tokens,
+            completion_tokens=outcome.completion_tokens,
+            error_code=error_code,
         )
         await self._hub.publish(
             turn_id,
@@ -193,13 +245,29 @@ class ReplyGenerator:
         await self._hub.close(turn_id)
 
 
+def store_reply(session: Session, reply_id: str, outcome: ReplyOutcome) -> None:
+    """The reply's final row and its tokens on the owner's daily usage, in one transaction."""
+    now = utcnow()
+    writes = TurnWrites(session)
+    writes.finish_reply(reply_id, outcome, now)
+    if outcome.prompt_tokens or outcome.completion_tokens:
+        writes.add_usage_for_reply(
+            reply_id,
+            model=outcome.model or "",
+            day=now.date(),
+            prompt_tokens=outcome.prompt_tokens or 0,
+            completion_tokens=outcome.completion_tokens or 0,
+        )
+
+
 class _StreamState:
     """What the runner said about the reply besides its text."""
 
-    __slots__ = ("completion_tokens", "model", "prompt_tokens", "started")
+    __slots__ = ("completion_tokens", "model", "prompt_tokens", "runner", "started")
 
     def __init__(self, model: str | None) -> None:
         self.model = model
+        self.runner = ""  # the address of the runner that took the call
         self.started = False
         self.prompt_tokens: int | None = None
         self.completion_tokens: int | None = None

@@ -16,6 +16,7 @@ def build_hub(settings: Settings) -> TurnHub:
             retain_finished_s=settings.hub_retain_finished_s,
             # A live turn's keys outlive the longest generation, so a crash cannot leak them.
             live_ttl_s=settings.runner_timeout_s + 60,
+            heartbeat_s=settings.worker_heartbeat_s,
         )
     return InProcessTurnHub(
         retain_finished_s=settings.hub_retain_finished_s,

@@ -4,7 +4,8 @@ Authenticating a request read the user row each time (one database round trip pe
 socket). The cache keeps the answer for `ttl_s`. Changes made through this process that must
 end access at once (disable, delete, role change, password change) call `forget_user`, so in
 one process they still take effect on the next request; another worker sees them within
-`ttl_s`. The token itself is still verified on every request, so expiry stays exact.
+`ttl_s`. An entry never outlives its token's expiry (`put(expires_at=...)`), so a token is
+verified when it is cached and expiry stays exact.
 """
 
 from __future__ import annotations
@@ -42,13 +43,25 @@ class PrincipalCache:
             return None
         return entry[1]
 
-    def put(self, key: str, principal: AuthenticatedUser, generation: int) -> None:
+    def put(
+        self,
+        key: str,
+        principal: AuthenticatedUser,
+        generation: int,
+        *,
+        expires_at: float | None = None,
+    ) -> None:
+        """Cache for `ttl_s`, or until `expires_at` (wall-clock seconds) if that is sooner."""
         if generation != self._generation:
             return
         if len(self._entries) >= _MAX_ENTRIES:
             # Bounded memory: start over rather than track recency on the hot path.
             self._entries.clear()
-        self._entries[key] = (self._clock() + self._ttl_s, principal)
+        now = self._clock()
+        until = now + self._ttl_s
+        if expires_at is not None:
+            until = min(until, now + (expires_at - time.time()))
+        self._entries[key] = (until, principal)
 
     def forget_user(self, user_id: str) -> None:
         """Drop every cached principal of `user_id` (an administrative change: rare)."""

@@ -17,16 +17,23 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from typing import TypeVar
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from webui_backend.errors import NotFoundError
-from webui_backend.services.turn_events import TurnEvent, TurnFinished, decode_event, encode_event
+from webui_backend.services.turn_events import (
+    TurnDelta,
+    TurnEvent,
+    TurnFinished,
+    decode_event,
+    encode_event,
+)
 from webui_backend.services.turn_hub import ReplayRangeLostError, TurnLog
 
 log = logging.getLogger(__name__)
@@ -97,6 +104,7 @@ class RedisTurnHub:
         self._redis = Redis.from_url(self._url, decode_responses=False)
         await self._redis.ping()
         await self._beat()
+        log.info("redis hub: worker %s in process %d", self.worker_id, os.getpid())
         pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
         await pubsub.subscribe(self._control_channel)
         self._tasks = [
@@ -320,6 +328,46 @@ class RedisTurnHub:
             else:
                 await _done(self.redis.srem(self._live_key, turn_id))
         return live
+
+    # -- turns of a dead worker -----------------------------------------------------------
+    async def orphan_tail(self, turn_id: str, after_seq: int) -> tuple[str, int]:
+        entries = await self.redis.xrange(self._events_key(turn_id), min=f"{after_seq + 1}-0")
+        parts: list[str] = []
+        seq = after_seq
+        for _id, fields in entries:
+            event = decode_event(fields[b"e"])
+            if event.seq != seq + 1 or type(event) is TurnFinished:
+                break
+            seq = event.seq
+            if type(event) is TurnDelta:
+                parts.append(event.text)
+        return "".join(parts), seq
+
+    async def finish_orphan(self, turn_id: str, event: TurnFinished) -> None:
+        meta = self._meta_key(turn_id)
+        closed: object = await _done(self.redis.hget(meta, "closed"))
+        if closed is not None and closed != b"0":
+            return
+        if closed is not None:
+            try:
+                await self.redis.xadd(
+                    self._events_key(turn_id),
+                    {"e": encode_event(event)},
+                    id=f"{event.seq}-0",
+                    maxlen=self._max_events,
+                    approximate=True,
+                )
+            except ResponseError:
+                # The log already holds events past `event.seq` (text the stored reply does
+                # not have): closing it sends watchers to the stored reply, which then wins.
+                log.info("turn %s: hub log is past seq %d; closing it only", turn_id, event.seq)
+        pipe = self.redis.pipeline(transaction=True)
+        if closed is not None:
+            pipe.hset(meta, "closed", "1")
+            pipe.expire(meta, self._retain_s)
+            pipe.expire(self._events_key(turn_id), self._retain_s)
+        pipe.srem(self._live_key, turn_id)
+        await pipe.execute()
 
     def _evict_expired(self) -> None:
         deadline = time.monotonic() - self._retain_s

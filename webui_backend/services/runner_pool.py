@@ -148,11 +148,17 @@ class RunnerPool:
         request_id: str = "",
         options: GenerationOptions | None = None,
         timeout_s: float | None = None,
+        metadata: Sequence[tuple[str, str]] = (),
     ) -> AsyncIterator[RunnerEvent]:
         last_error: RunnerError | None = None
         for endpoint in self.candidates(model):
             stream = endpoint.client.chat_stream(
-                messages, model=model, request_id=request_id, options=options, timeout_s=timeout_s
+                messages,
+                model=model,
+                request_id=request_id,
+                options=options,
+                timeout_s=timeout_s,
+                metadata=metadata,
             )
             try:
                 first = await anext(aiter(stream))

@@ -23,6 +23,7 @@ class RunnerClient(Protocol):
         request_id: str = "",
         options: GenerationOptions | None = None,
         timeout_s: float | None = None,
+        metadata: Sequence[tuple[str, str]] = (),
     ) -> AsyncIterator[RunnerEvent]: ...
 
     async def abort(self, request_id: str) -> bool: ...

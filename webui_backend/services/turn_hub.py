@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from typing import Protocol
 
@@ -78,6 +79,17 @@ class TurnHub(Protocol):
     async def live_turn_ids_anywhere(self) -> list[str]:
         """Turns generating in any live worker (start-up recovery must leave them alone)."""
         ...
+
+    async def orphan_tail(self, turn_id: str, after_seq: int) -> tuple[str, int]:
+        """For a turn whose worker died: the text of the events its log still holds after
+        `after_seq`, contiguous from `after_seq + 1`, and the seq of the last of them;
+        `("", after_seq)` when there are none (or a gap)."""
+        ...
+
+    async def finish_orphan(self, turn_id: str, event: TurnFinished) -> None:
+        """Append the finished event of a turn whose worker died, when it follows the log's
+        last event, and close the log, so that its watchers end instead of waiting. A log
+        already closed is left alone."""
 
 
 class TurnLog:
@@ -154,6 +166,9 @@ class InProcessTurnHub:
 
     def __init__(self, *, retain_finished_s: float = 300.0, max_events_per_turn: int = 4096):
         self._turns: dict[str, TurnLog] = {}
+        # Finished logs in the order they finished, so eviction looks only at expired ones
+        # (scanning every retained log on each new turn grew with the turn rate).
+        self._finished: deque[tuple[float, str, TurnLog]] = deque()
         self._retain_finished_s = retain_finished_s
         self._max_events = max_events_per_turn
 
@@ -175,7 +190,12 @@ class InProcessTurnHub:
     async def close(self, turn_id: str) -> None:
         log = self._turns.get(turn_id)
         if log is not None and log.closed_at is None:
-            log.finish()
+            self._finish(turn_id, log)
+
+    def _finish(self, turn_id: str, log: TurnLog) -> None:
+        log.finish()
+        assert log.closed_at is not None
+        self._finished.append((log.closed_at, turn_id, log))
 
     async def subscribe(
         self, turn_id: str, owner_id: str, *, after_seq: int = 0
@@ -211,12 +231,21 @@ class InProcessTurnHub:
     async def live_turn_ids_anywhere(self) -> list[str]:
         return self.live_turn_ids()
 
+    async def orphan_tail(self, turn_id: str, after_seq: int) -> tuple[str, int]:
+        # A worker that died took its in-process logs with it.
+        return "", after_seq
+
+    async def finish_orphan(self, turn_id: str, event: TurnFinished) -> None:
+        log = self._turns.get(turn_id)
+        if log is not None and log.closed_at is None:
+            log.append(event)
+            self._finish(turn_id, log)
+
     def _evict_expired(self) -> None:
         deadline = time.monotonic() - self._retain_finished_s
-        expired = [
-            tid
-            for tid, log in self._turns.items()
-            if log.closed_at is not None and log.closed_at < deadline
-        ]
-        for tid in expired:
-            del self._turns[tid]
+        finished = self._finished
+        while finished and finished[0][0] < deadline:
+            _, turn_id, log = finished.popleft()
+            # A continued reply reopens its turn id with a new log: keep that one.
+            if self._turns.get(turn_id) is log:
+                del self._turns[turn_id]

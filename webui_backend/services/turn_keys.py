@@ -8,6 +8,8 @@ rolls back and answers with the winner's turn.
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -71,3 +73,19 @@ class TurnKeys:
         )
         if not added:
             raise TurnKeyTakenError(key)
+
+
+def turn_key_row(
+    user_id: str, key: str, handle: TurnHandle, digest: str, at: datetime
+) -> dict[str, Any]:
+    """The `turn_key` row a new send records (see TurnWrites.add_turn_key)."""
+    return {
+        "user_id": user_id,
+        "key": key,
+        "chat_id": handle.chat_id,
+        "user_message_id": handle.user_message_id,
+        "assistant_message_id": handle.assistant_message_id,
+        "created_chat": handle.created_chat,
+        "request_digest": digest,
+        "created_at": at,
+    }

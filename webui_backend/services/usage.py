@@ -9,7 +9,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from webui_backend.db.models import utcnow
 from webui_backend.db.repositories.admin import UsageRepository
-from webui_backend.db.repositories.messages import ReplyOutcome
 from webui_backend.errors import InvalidInputError
 
 _MAX_DAYS = 366
@@ -24,19 +23,6 @@ class UsageRow:
     requests: int
     prompt_tokens: int
     completion_tokens: int
-
-
-async def record_reply_usage(session: AsyncSession, reply_id: str, outcome: ReplyOutcome) -> None:
-    """Add a finished reply's tokens to its owner's daily row, in the caller's transaction."""
-    if not outcome.prompt_tokens and not outcome.completion_tokens:
-        return
-    await UsageRepository(session).add_for_reply(
-        reply_id=reply_id,
-        model=outcome.model or "",
-        day=utcnow().date(),
-        prompt_tokens=outcome.prompt_tokens or 0,
-        completion_tokens=outcome.completion_tokens or 0,
-    )
 
 
 class UsageService:

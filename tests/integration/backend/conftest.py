@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.support.backend_process import BackendProcess, running_backend
+from tests.support.databases import query_rows
 from tests.support.runner_process import RunnerProcess, running_runner
 
 
@@ -26,8 +27,7 @@ def backend(runner: RunnerProcess, tmp_path: Path) -> Iterator[BackendProcess]:
         yield process
 
 
-def rows(db_path: Path, sql: str, *params: object) -> list[sqlite3.Row]:
-    """Read the backend's SQLite file directly, as an operator would."""
-    with sqlite3.connect(db_path) as conn:
-        conn.row_factory = sqlite3.Row
-        return list(conn.execute(sql, params))
+def rows(backend: BackendProcess, sql: str, *params: object) -> list[dict[str, Any]]:
+    """Read the backend's database directly, as an operator would: one query with `?`
+    placeholders, on SQLite or PostgreSQL alike."""
+    return query_rows(backend.database_url, sql, *params)

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import time
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -108,6 +109,19 @@ async def redis_or_skip(url: str = REDIS_URL) -> aioredis.Redis:
             raise AssertionError(f"Redis at {url} is required under CI: {exc}") from exc
         pytest.skip(f"Redis at {url} is not reachable: {exc}")
     return client
+
+
+@asynccontextmanager
+async def fresh_redis_prefix(label: str) -> AsyncIterator[tuple[aioredis.Redis, str]]:
+    """The local Redis (see `redis_or_skip`) and a key prefix of this test's own, whose keys
+    are deleted at the end."""
+    client = await redis_or_skip()
+    prefix = f"test-{label}-{uuid.uuid4().hex[:10]}:"
+    try:
+        yield client, prefix
+    finally:
+        await delete_prefix(client, prefix)
+        await client.aclose()
 
 
 async def delete_prefix(client: aioredis.Redis, prefix: str) -> None:

@@ -17,6 +17,7 @@ from websockets.exceptions import ConnectionClosed
 from tests.integration.backend.conftest import rows
 from tests.integration.backend.turn_client import ws_events_until_finished
 from tests.support.backend_process import BackendProcess
+from tests.support.databases import is_postgresql
 
 
 async def _close_code(backend: BackendProcess, headers: dict[str, str]) -> tuple[int, str]:
@@ -111,11 +112,20 @@ async def test_first_exchange_gets_a_model_title_and_usage_is_recorded(
         assert 0 < len(title) <= 80
         usage = (await client.get("/api/admin/usage")).json()["items"]
     assert sum(r["completion_tokens"] for r in usage) >= 24
-    stored = rows(backend.db_path, "SELECT requests FROM usage_daily")
+    stored = rows(backend, "SELECT requests FROM usage_daily")
     assert stored
     assert stored[0]["requests"] >= 1
     indexed = rows(
-        backend.db_path,
-        "SELECT chat_id FROM chat_search WHERE chat_search MATCH '{body} : lisbon'",
+        backend, _INDEXED_CHATS_PG if is_postgresql(backend.database_url) else _INDEXED_CHATS_SQLITE
     )
     assert chat_id in {r["chat_id"] for r in indexed}
+
+
+# Chats whose title or messages the full-text index finds "lisbon" in (migrations 0002, 0004).
+_INDEXED_CHATS_SQLITE = "SELECT chat_id FROM chat_search WHERE chat_search MATCH '{body} : lisbon'"
+_INDEXED_CHATS_PG = (
+    "SELECT chat_id FROM message WHERE to_tsvector('webui_search', "
+    "regexp_replace(content, '[[:punct:][:space:]]+', ' ', 'g')) @@ 'lisbon'::tsquery "
+    "UNION SELECT id FROM chat WHERE to_tsvector('webui_search', "
+    "regexp_replace(title, '[[:punct:][:space:]]+', ' ', 'g')) @@ 'lisbon'::tsquery"
+)

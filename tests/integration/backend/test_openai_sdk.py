@@ -48,7 +48,7 @@ def _usage_rows(backend: BackendProcess) -> list[tuple[str, int, int, int]]:
     return [
         (r["model"], r["requests"], r["prompt_tokens"], r["completion_tokens"])
         for r in rows(
-            backend.db_path,
+            backend,
             "SELECT model, requests, prompt_tokens, completion_tokens FROM usage_daily",
         )
     ]

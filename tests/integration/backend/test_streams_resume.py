@@ -51,7 +51,7 @@ def backend(
 
 
 def _stored(backend: BackendProcess, message_id: str) -> tuple[str, str]:
-    row = rows(backend.db_path, "SELECT content, status FROM message WHERE id = ?", message_id)[0]
+    row = rows(backend, "SELECT content, status FROM message WHERE id = ?", message_id)[0]
     return row["content"], row["status"]
 
 
@@ -170,7 +170,7 @@ async def test_the_same_turn_key_across_a_reconnect_never_generates_twice(
     expected = " ".join(f"k{i}" for i in range(1, WORDS + 1))
     assert first.text == expected
     messages = rows(
-        backend.db_path,
+        backend,
         "SELECT role, content FROM message WHERE chat_id = ? ORDER BY created_at",
         accepted["chat_id"],
     )

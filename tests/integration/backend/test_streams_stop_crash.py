@@ -79,7 +79,7 @@ async def test_stop_frees_the_runner_slot_and_keeps_the_partial_reply(
                 assert reply.finished["status"] == "cancelled"
                 assert reply.finished["finish_reason"] == "aborted"
                 stored = rows(
-                    backend.db_path,
+                    backend,
                     "SELECT content, status FROM message WHERE id = ?",
                     turn_id,
                 )[0]
@@ -116,7 +116,7 @@ async def test_backend_killed_mid_reply_keeps_the_checkpoint_and_can_continue(
                 while True:
                     seen.add(await recv_event(ws))
                     row = rows(
-                        backend.db_path,
+                        backend,
                         "SELECT content, content_seq FROM message WHERE id = ?",
                         turn_id,
                     )[0]
@@ -129,7 +129,7 @@ async def test_backend_killed_mid_reply_keeps_the_checkpoint_and_can_continue(
         backend.kill()
 
     crashed = rows(
-        backend.db_path, "SELECT content, content_seq, status FROM message WHERE id = ?", turn_id
+        backend, "SELECT content, content_seq, status FROM message WHERE id = ?", turn_id
     )[0]
     assert crashed["status"] == "streaming"
     checkpoint = crashed["content"]
@@ -139,14 +139,14 @@ async def test_backend_killed_mid_reply_keeps_the_checkpoint_and_can_continue(
 
     with running_backend(runner_address=runner.address, data_dir=data_dir, env=env) as restarted:
         reply = rows(
-            restarted.db_path,
+            restarted,
             "SELECT content, status, finish_reason FROM message WHERE id = ?",
             turn_id,
         )[0]
         assert (reply["status"], reply["finish_reason"]) == ("interrupted", "interrupted")
         assert reply["content"] == checkpoint
         user = rows(
-            restarted.db_path,
+            restarted,
             "SELECT content FROM message WHERE id = ?",
             accepted["user_message_id"],
         )[0]
@@ -172,9 +172,7 @@ async def test_backend_killed_mid_reply_keeps_the_checkpoint_and_can_continue(
         assert continued.finished is not None
         assert continued.finished["status"] == "complete"
         assert continued.seqs[0] == resumed.last_seq + 1
-        final = rows(
-            restarted.db_path, "SELECT content, status FROM message WHERE id = ?", turn_id
-        )[0]
+        final = rows(restarted, "SELECT content, status FROM message WHERE id = ?", turn_id)[0]
         assert final["status"] == "complete"
         assert final["content"] == checkpoint + continued.text
         assert len(continued.text.split()) == 6

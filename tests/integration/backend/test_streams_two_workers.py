@@ -102,7 +102,7 @@ async def test_a_turn_started_on_one_worker_is_resumed_and_stopped_on_the_other(
 
     assert seen.finished is not None
     assert (seen.finished["status"], seen.finished["finish_reason"]) == ("cancelled", "aborted")
-    stored = rows(first.db_path, "SELECT content, status FROM message WHERE id = ?", turn_id)[0]
+    stored = rows(first, "SELECT content, status FROM message WHERE id = ?", turn_id)[0]
     assert (stored["content"], stored["status"]) == (seen.text, "cancelled")
     # The second worker delivered text past the drop, continuing it without a gap.
     assert seen.text.startswith(text_before_drop)
@@ -125,7 +125,7 @@ async def test_a_finished_turn_resumes_on_the_other_worker_without_gap(
     # Wait for the end on the database, with a deadline.
     async with asyncio.timeout(30):
         while True:
-            row = rows(first.db_path, "SELECT status FROM message WHERE id = ?", turn_id)[0]
+            row = rows(first, "SELECT status FROM message WHERE id = ?", turn_id)[0]
             if row["status"] != "streaming":
                 break
             await asyncio.sleep(0.05)

@@ -24,11 +24,11 @@ def _dead_address() -> str:
 
 
 async def _wait_for_row(
-    db: Path, message_id: str, status: str, timeout_s: float = 20
+    backend: BackendProcess, message_id: str, status: str, timeout_s: float = 20
 ) -> dict[str, object]:
     async with asyncio.timeout(timeout_s):
         while True:
-            found = rows(db, "SELECT * FROM message WHERE id = ?", message_id)
+            found = rows(backend, "SELECT * FROM message WHERE id = ?", message_id)
             if found and found[0]["status"] == status:
                 return dict(found[0])
             await asyncio.sleep(0.05)
@@ -45,11 +45,11 @@ async def test_unreachable_runner_reports_and_keeps_the_message(tmp_path: Path) 
         assert finished["error"]["code"] == "runner_unavailable"
         assert "unavailable" in finished["error"]["message"]
         user = rows(
-            backend.db_path, "SELECT content FROM message WHERE id = ?", accepted["user_message_id"]
+            backend, "SELECT content FROM message WHERE id = ?", accepted["user_message_id"]
         )
         assert user[0]["content"] == "is anyone there?"
         reply = rows(
-            backend.db_path,
+            backend,
             "SELECT status FROM message WHERE id = ?",
             accepted["assistant_message_id"],
         )
@@ -76,7 +76,7 @@ async def test_runner_dying_mid_reply_keeps_partial_text_as_interrupted(tmp_path
         assert finished["status"] == "interrupted"
         assert finished["error"]["code"] == "runner_unavailable"
         reply = rows(
-            backend.db_path,
+            backend,
             "SELECT content, status FROM message WHERE id = ?",
             accepted["assistant_message_id"],
         )[0]
@@ -102,19 +102,17 @@ async def test_backend_crash_mid_reply_is_interrupted_after_restart(tmp_path: Pa
         finally:
             backend.kill()
         streaming = rows(
-            backend.db_path,
+            backend,
             "SELECT status FROM message WHERE id = ?",
             accepted["assistant_message_id"],
         )
         assert streaming[0]["status"] == "streaming"
 
         with running_backend(runner_address=runner.address, data_dir=data_dir) as restarted:
-            row = await _wait_for_row(
-                restarted.db_path, accepted["assistant_message_id"], "interrupted"
-            )
+            row = await _wait_for_row(restarted, accepted["assistant_message_id"], "interrupted")
             assert row["finish_reason"] == "interrupted"
             user = rows(
-                restarted.db_path,
+                restarted,
                 "SELECT content FROM message WHERE id = ?",
                 accepted["user_message_id"],
             )
@@ -130,4 +128,4 @@ async def test_oversized_frame_closes_with_1009_and_stores_nothing(backend: Back
             await asyncio.wait_for(ws.recv(), 10)
         assert closed.value.rcvd is not None
         assert closed.value.rcvd.code == 1009
-    assert rows(backend.db_path, "SELECT count(*) AS n FROM message")[0]["n"] == 0
+    assert rows(backend, "SELECT count(*) AS n FROM message")[0]["n"] == 0

@@ -30,7 +30,7 @@ async def test_sse_turn_streams_and_is_stored(backend: BackendProcess) -> None:
         assert events[-1]["usage"]["completion_tokens"] == 10
 
         reply = rows(
-            backend.db_path,
+            backend,
             "SELECT content, status FROM message WHERE id = ?",
             events[0]["assistant_message_id"],
         )[0]
@@ -70,4 +70,4 @@ async def test_rest_errors_are_json_and_store_nothing(backend: BackendProcess) -
         assert huge.json()["error"]["code"] == "payload_too_large"
         assert (await client.get("/api/chats/nope")).status_code == 404
         assert (await client.get("/api/chats")).json()["items"] == []
-    assert rows(backend.db_path, "SELECT count(*) AS n FROM message")[0]["n"] == 0
+    assert rows(backend, "SELECT count(*) AS n FROM message")[0]["n"] == 0

@@ -37,7 +37,7 @@ async def test_turn_streams_in_order_and_is_stored(backend: BackendProcess) -> N
     assert len(text.split()) == 24
 
     stored = rows(
-        backend.db_path,
+        backend,
         "SELECT id, parent_id, role, content, status, finish_reason, prompt_tokens, "
         "completion_tokens, ttft_ms FROM message WHERE chat_id = ? ORDER BY created_at, role DESC",
         accepted["chat_id"],
@@ -51,9 +51,7 @@ async def test_turn_streams_in_order_and_is_stored(backend: BackendProcess) -> N
     assert reply["completion_tokens"] == 24
     assert reply["prompt_tokens"] > 0
     assert reply["ttft_ms"] is not None
-    chat = rows(
-        backend.db_path, "SELECT current_message_id FROM chat WHERE id = ?", accepted["chat_id"]
-    )
+    chat = rows(backend, "SELECT current_message_id FROM chat WHERE id = ?", accepted["chat_id"])
     assert chat[0]["current_message_id"] == reply["id"]
 
 
@@ -66,9 +64,7 @@ async def test_follow_up_turn_continues_the_branch(backend: BackendProcess) -> N
         second = await ws_events_until_finished(ws)
     assert second[0]["chat_id"] == chat_id
     assert second[-1]["status"] == "complete"
-    user = rows(
-        backend.db_path, "SELECT parent_id FROM message WHERE id = ?", second[0]["user_message_id"]
-    )
+    user = rows(backend, "SELECT parent_id FROM message WHERE id = ?", second[0]["user_message_id"])
     assert user[0]["parent_id"] == first[0]["assistant_message_id"]
 
 
@@ -76,7 +72,7 @@ async def test_bad_frames_get_errors_and_the_socket_stays_usable(backend: Backen
     async with connect(backend.ws_url, additional_headers=backend.auth_headers) as ws:
         await ws.send(json.dumps({"type": "chat.send", "content": "seed"}))
         seeded = await ws_events_until_finished(ws)
-        before = rows(backend.db_path, "SELECT count(*) AS n FROM message")[0]["n"]
+        before = rows(backend, "SELECT count(*) AS n FROM message")[0]["n"]
 
         bad_frames = [
             ("{not json", "invalid_frame"),
@@ -119,7 +115,7 @@ async def test_bad_frames_get_errors_and_the_socket_stays_usable(backend: Backen
         await ws.send(b"\x00binary")
         assert json.loads(await ws.recv())["error"]["code"] == "invalid_frame"
 
-        after = rows(backend.db_path, "SELECT count(*) AS n FROM message")[0]["n"]
+        after = rows(backend, "SELECT count(*) AS n FROM message")[0]["n"]
         assert after == before
 
         await ws.send(json.dumps({"type": "ping", "ref": "p"}))

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.databases import database_url
 from tests.support.fake_runner_client import FakeRunnerClient
 from webui_backend.container import AppServices
 from webui_backend.main import create_app
@@ -21,7 +22,8 @@ def runner() -> FakeRunnerClient:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", max_message_chars=1000)
+    data_dir = tmp_path / "data"
+    return Settings(data_dir=data_dir, database_url=database_url(data_dir), max_message_chars=1000)
 
 
 @pytest.fixture

@@ -21,12 +21,13 @@ from model_runner.client import (
 from tests.support.fake_runner_client import FakeRunnerClient, reply_script
 from tests.unit.backend.conftest import account
 from webui_backend.container import AppServices
+from webui_backend.db.repositories.chat_search import SearchTerm, fts5_match, tsquery
 from webui_backend.errors import InvalidInputError, NotFoundError, RateLimitedError
 from webui_backend.services.admin_runners import RunnerAdminClient, RunnerAdminService
 from webui_backend.services.auth_crypto import AccessTokens, load_or_create_secret
 from webui_backend.services.chat_import_export import parse_import
 from webui_backend.services.chat_turn import TurnRequest
-from webui_backend.services.chats import ChatChanges, fts_query
+from webui_backend.services.chats import ChatChanges, search_terms
 from webui_backend.services.principal import AuthenticatedUser
 from webui_backend.services.rate_limit import SlidingWindowLimiter
 from webui_backend.services.titles import clean_title
@@ -34,25 +35,30 @@ from webui_backend.services.turn_policy import TurnModelSettings, apply_model_se
 from webui_backend.settings import Settings
 
 
-def test_limiter_refuses_past_the_limit_and_frees_a_slot_after_the_window() -> None:
+async def test_limiter_refuses_past_the_limit_and_frees_a_slot_after_the_window() -> None:
     now = [0.0]
     limiter = SlidingWindowLimiter(clock=lambda: now[0])
     for _ in range(3):
-        limiter.check("k", limit=3, what="tries")
+        await limiter.check("k", limit=3, what="tries")
     with pytest.raises(RateLimitedError) as refused:
-        limiter.check("k", limit=3, what="tries")
+        await limiter.check("k", limit=3, what="tries")
     assert refused.value.retry_after_s == 60
     now[0] = 60.5
-    limiter.check("k", limit=3, what="tries")
-    limiter.check("other", limit=0, what="tries")  # 0 = unlimited
+    await limiter.check("k", limit=3, what="tries")
+    await limiter.check("other", limit=0, what="tries")  # 0 = unlimited
 
 
 def test_search_query_quotes_words_and_only_prefixes_on_request() -> None:
-    assert fts_query('apple "pie" OR') == '"apple" "pie" "OR"'
-    assert fts_query("prog*") == '"prog"*'
-    assert fts_query("don't") == '"don" "t"'
+    terms = search_terms('apple "pie" OR')
+    assert terms == [SearchTerm("apple"), SearchTerm("pie"), SearchTerm("OR")]
+    assert fts5_match(terms, "u-1") == '({body} : ("apple" "pie" "OR")) AND (keys : "uu1")'
+    assert tsquery(terms) == "'apple' & 'pie' & 'OR'"
+    assert search_terms("prog*") == [SearchTerm("prog", prefix=True)]
+    assert tsquery(search_terms("prog* x*")) == "'prog':* & 'x'"
+    assert search_terms("don't") == [SearchTerm("don"), SearchTerm("t")]
+    assert tsquery([SearchTerm("it's")]) == "'it''s'"
     with pytest.raises(InvalidInputError):
-        fts_query(" ,;* ")
+        search_terms(" ,;* ")
 
 
 def test_title_is_cleaned() -> None:

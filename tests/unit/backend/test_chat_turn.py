@@ -68,7 +68,7 @@ async def test_second_turn_sends_the_branch_history(
         user, TurnRequest(content="two", chat_id=first.chat_id)
     )
     await watch(services, second.turn_id, user)
-    history = runner.calls[-1][0]
+    history = runner.last_call_ending_with("two")[0]
     assert [(m.role, m.content) for m in history] == [
         ("user", "one"),
         ("assistant", "Hello there"),

@@ -3,6 +3,8 @@ or request of this process, and the usage upsert adds up."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from tests.support.fake_runner_client import FakeRunnerClient
@@ -39,12 +41,12 @@ async def test_model_changes_apply_to_the_next_turn(
     await access.update(admin, "fake", {"system_prompt": "First."})
     handle = await services.turns.start_turn(user_id, TurnRequest(content="Hi", model="fake"))
     await _finish(services, user_id, handle.turn_id)
-    assert runner.calls[-1][0][0].content == "First."
+    assert runner.last_call_ending_with("Hi")[0][0].content == "First."
 
     await access.update(admin, "fake", {"system_prompt": "Second."})
     handle = await services.turns.start_turn(user_id, TurnRequest(content="Hi", model="fake"))
     await _finish(services, user_id, handle.turn_id)
-    assert runner.calls[-1][0][0].content == "Second."
+    assert runner.last_call_ending_with("Hi")[0][0].content == "Second."
 
     await access.update(admin, "fake", {"allowed_roles": ["admin"]})
     with pytest.raises(ModelNotFoundError):
@@ -107,6 +109,19 @@ def test_principal_cache_expires_and_skips_answers_older_than_a_change() -> None
     cache.forget_user("a")  # e.g. disabled while the row was being read
     cache.put("t1", alice, generation)
     assert cache.get("t1") is None
+
+
+def test_principal_cache_entry_ends_with_its_token() -> None:
+    """Cached tokens skip the signature check, so an entry must not outlive the token."""
+    now = [100.0]
+    cache = PrincipalCache(ttl_s=5.0, clock=lambda: now[0])
+    alice = AuthenticatedUser(id="a", role="user")
+    cache.put("t1", alice, cache.generation, expires_at=time.time() + 1.0)
+    assert cache.get("t1") is alice
+    now[0] += 1.5
+    assert cache.get("t1") is None
+    cache.put("t2", alice, cache.generation, expires_at=time.time() - 1.0)
+    assert cache.get("t2") is None
 
 
 async def test_usage_adds_up_over_turns(services: AppServices) -> None:

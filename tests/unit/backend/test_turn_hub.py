@@ -58,3 +58,18 @@ async def test_publish_after_close_is_ignored_and_live_ids_track_open_turns() ->
     await hub.publish("a", TurnDelta(1, "late"))
     assert hub.live_turn_ids() == ["b"]
     assert await collect(hub, "a") == []
+
+
+async def test_finished_logs_expire_but_a_reopened_turn_stays() -> None:
+    hub = InProcessTurnHub(retain_finished_s=0.0)
+    await hub.open("old", "u")
+    await hub.close("old")
+    await hub.open("again", "u")
+    await hub.close("again")
+    # "again" is continued: a new log under the same id, live, while its old entry expires.
+    await hub.open("again", "u", first_seq=5)
+    await hub.open("new", "u")
+    with pytest.raises(NotFoundError):
+        await anext(hub.subscribe("old", "u"))
+    assert await hub.live_owner("again") == "u"
+    assert set(hub.live_turn_ids()) == {"again", "new"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from webui_backend.api.admin import models, runners, settings, users
+from webui_backend.api.admin import models, retention, runners, settings, users
 from webui_backend.api.openapi_responses import error_responses
 from webui_backend.deps import get_admin_user
 
@@ -17,5 +17,6 @@ router.include_router(users.router)
 router.include_router(models.router)
 router.include_router(runners.router)
 router.include_router(settings.router)
+router.include_router(retention.router)
 
 __all__ = ["router"]

@@ -44,6 +44,7 @@ from webui_backend.errors import (
     RunnerRejectedError,
     RunnerUnavailableError,
 )
+from webui_backend.observability.tracing import current_runner_metadata
 from webui_backend.services.model_catalog import ModelCatalog
 from webui_backend.services.runner_errors import describe_runner_error
 from webui_backend.services.runner_port import RunnerClient
@@ -142,7 +143,11 @@ class OpenAIServing:
         finished: StreamFinished | None = None
         try:
             async for event in self._runner.chat_stream(
-                messages, model=request.model, options=options, timeout_s=self._timeout_s
+                messages,
+                model=request.model,
+                options=options,
+                timeout_s=self._timeout_s,
+                metadata=current_runner_metadata(),
             ):
                 if type(event) is StreamDelta:
                     parts.append(event.text)
@@ -179,7 +184,11 @@ class OpenAIServing:
         """Validate now (errors become a JSON response), then stream `data:` chunks."""
         messages, options = await self._prepare(request)
         events = self._runner.chat_stream(
-            messages, model=request.model, options=options, timeout_s=self._timeout_s
+            messages,
+            model=request.model,
+            options=options,
+            timeout_s=self._timeout_s,
+            metadata=current_runner_metadata(),
         )
         include_usage = bool(request.stream_options and request.stream_options.include_usage)
         first: Any = None

@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-import functools
 from datetime import date, datetime
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import (
-    Date,
-    Integer,
-    String,
-    Table,
-    bindparam,
     delete,
     func,
-    literal,
     select,
 )
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from webui_backend.db.models import Chat, Message, User, new_id, utcnow
+from webui_backend.db.models import User, new_id, utcnow
 from webui_backend.db.models_admin import (
     AppSetting,
     AuditLog,
@@ -141,22 +134,6 @@ class UsageRepository:
         )
         await self._session.execute(stmt)
 
-    async def add_for_reply(
-        self, *, reply_id: str, model: str, day: date, prompt_tokens: int, completion_tokens: int
-    ) -> None:
-        """`add` for the owner of the chat that holds message `reply_id` (one statement)."""
-        dialect = self._session.get_bind().dialect.name
-        await self._session.execute(
-            _usage_for_reply_statement(dialect),
-            {
-                "u_reply": reply_id,
-                "u_model": model,
-                "u_day": day,
-                "u_prompt": prompt_tokens,
-                "u_completion": completion_tokens,
-            },
-        )
-
     async def query(
         self,
         *,
@@ -219,35 +196,3 @@ class AuditRepository:
         return (
             await self._session.execute(select(func.count()).select_from(AuditLog))
         ).scalar_one()
-
-
-@functools.cache
-def _usage_for_reply_statement(dialect: str) -> Any:
-    """Built once per dialect: every reply that ends runs it, and building the upsert cost
-    more CPU than executing it."""
-    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
-    owner = (
-        select(
-            Chat.user_id,
-            bindparam("u_model", type_=String),
-            bindparam("u_day", type_=Date),
-            literal(1),
-            bindparam("u_prompt", type_=Integer),
-            bindparam("u_completion", type_=Integer),
-        )
-        .join(Message, Message.chat_id == Chat.id)
-        .where(Message.id == bindparam("u_reply"))
-    )
-    # The Core table, not the entity: with a parameter dict the ORM would run a bulk insert.
-    table = cast(Table, UsageDaily.__table__)
-    stmt = insert(table).from_select(
-        ["user_id", "model", "day", "requests", "prompt_tokens", "completion_tokens"], owner
-    )
-    return stmt.on_conflict_do_update(
-        index_elements=["user_id", "model", "day"],
-        set_={
-            "requests": table.c.requests + 1,
-            "prompt_tokens": table.c.prompt_tokens + stmt.excluded.prompt_tokens,
-            "completion_tokens": table.c.completion_tokens + stmt.excluded.completion_tokens,
-        },
-    )

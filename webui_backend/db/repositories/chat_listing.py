@@ -1,4 +1,4 @@
-"""Listing, searching and tagging chats: the queries behind the sidebar.
+"""Listing and tagging chats: the queries behind the sidebar (search: chat_search.py).
 
 The list is keyset-paginated on (pinned, updated_at, id), all descending, which the
 `ix_chat_list` index serves directly; a page costs the same at any depth.
@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import DateTime, and_, delete, exists, func, insert, or_, select, text
+from sqlalchemy import and_, delete, exists, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from webui_backend.db.models import Chat
@@ -25,15 +25,6 @@ class ChatCursor:
     pinned: bool
     updated_at: datetime
     id: str
-
-
-@dataclass(frozen=True, slots=True)
-class SearchHit:
-    chat_id: str
-    title: str
-    updated_at: datetime
-    message_id: str | None
-    snippet: str
 
 
 class ChatListingRepository:
@@ -102,46 +93,3 @@ class ChatListingRepository:
             .order_by(ChatTag.name)
         )
         return [(name, int(count)) for name, count in result]
-
-    async def search(self, user_id: str, fts_query: str, *, limit: int) -> list[SearchHit]:
-        """Full-text matches in the user's chat titles and messages, newest first.
-
-        Newest-first lets SQLite stop after `limit` rows even for a word that occurs in
-        half a million messages; ranking by relevance would score every match first."""
-        if self._session.get_bind().dialect.name != "sqlite":
-            return await self._search_like(user_id, fts_query, limit=limit)
-        result = await self._session.execute(
-            text(
-                "SELECT s.chat_id, c.title, c.updated_at, s.message_id, "
-                "snippet(chat_search, 0, '[', ']', '…', 12) AS snippet "
-                "FROM chat_search AS s JOIN chat AS c ON c.id = s.chat_id "
-                "WHERE chat_search MATCH :q AND c.user_id = :user_id "
-                "ORDER BY s.rowid DESC LIMIT :limit"
-            ).columns(updated_at=DateTime(timezone=True)),
-            {
-                # The owner's token narrows the match inside the index (see migration 0002);
-                # the join re-checks ownership.
-                "q": f'({{body}} : ({fts_query})) AND (keys : "u{user_id.replace("-", "")}")',
-                "user_id": user_id,
-                "limit": limit,
-            },
-        )
-        return [
-            SearchHit(
-                chat_id=row.chat_id,
-                title=row.title,
-                updated_at=row.updated_at,
-                message_id=row.message_id,
-                snippet=row.snippet,
-            )
-            for row in result
-        ]
-
-    async def _search_like(self, user_id: str, fts_query: str, *, limit: int) -> list[SearchHit]:
-        # Portable fallback until the PostgreSQL tsvector index lands: titles only.
-        words = [w.strip('"') for w in fts_query.split() if w not in ("AND", "OR", "NOT")]
-        stmt = select(Chat).where(Chat.user_id == user_id)
-        for word in words:
-            stmt = stmt.where(Chat.title.ilike(f"%{word.rstrip('*')}%"))
-        chats = (await self._session.execute(stmt.limit(limit))).scalars()
-        return [SearchHit(c.id, c.title, c.updated_at, None, c.title) for c in chats]

@@ -6,9 +6,8 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
 
-from sqlalchemy import Select, Table, Update, bindparam, literal, select, update
+from sqlalchemy import Select, bindparam, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from webui_backend.db.models import Message, MessageRole, MessageStatus, new_id, utcnow
@@ -81,26 +80,6 @@ class MessageRepository:
         result = await self._session.execute(_branch_statement(), {"leaf_id": leaf_id})
         return list(result.scalars())
 
-    async def finish_reply(self, message_id: str, outcome: ReplyOutcome) -> None:
-        await self._session.execute(
-            _finish_statement(),
-            {
-                "f_id": message_id,
-                "f_content": outcome.content,
-                "f_status": outcome.status,
-                "f_finish_reason": outcome.finish_reason,
-                "f_error": outcome.error,
-                "f_model": outcome.model,
-                "f_prompt_tokens": outcome.prompt_tokens,
-                "f_completion_tokens": outcome.completion_tokens,
-                "f_queue_ms": outcome.queue_ms,
-                "f_ttft_ms": outcome.ttft_ms,
-                "f_total_ms": outcome.total_ms,
-                "f_content_seq": outcome.content_seq,
-                "f_now": utcnow(),
-            },
-        )
-
     async def interrupt_streaming(self, *, exclude_ids: Sequence[str] = ()) -> int:
         """Mark replies left `streaming` (by a crash or a restart) as interrupted."""
         stmt = (
@@ -118,6 +97,51 @@ class MessageRepository:
         result = await self._session.execute(stmt)
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
+    async def stale_streaming(self, updated_before: datetime, *, limit: int) -> list[Message]:
+        """Replies still `streaming` whose row has not changed since `updated_before` (no
+        checkpoint since): the dead-worker sweep's candidates, oldest first."""
+        result = await self._session.execute(
+            select(Message)
+            .where(Message.status == MessageStatus.STREAMING, Message.updated_at < updated_before)
+            .order_by(Message.updated_at)
+            .limit(limit)
+        )
+        return list(result.scalars())
+
+    async def interrupt_orphan(
+        self,
+        message_id: str,
+        *,
+        seen_seq: int,
+        content: str,
+        content_seq: int,
+        updated_before: datetime,
+        error: str,
+    ) -> bool:
+        """Mark one orphaned reply `interrupted` with `content` through `content_seq`; only
+        while it is still `streaming` at `seen_seq` and unchanged since `updated_before`, so a
+        reply that a live worker checkpointed or reopened meanwhile, or that another sweeper
+        took first, is left alone. True when this call marked it."""
+        result = await self._session.execute(
+            update(Message)
+            .where(
+                Message.id == message_id,
+                Message.status == MessageStatus.STREAMING,
+                Message.content_seq == seen_seq,
+                Message.updated_at < updated_before,
+            )
+            .values(
+                status=MessageStatus.INTERRUPTED,
+                finish_reason="interrupted",
+                error=error,
+                content=content,
+                content_seq=content_seq,
+                updated_at=utcnow(),
+            )
+            .execution_options(synchronize_session=False)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
 
 @functools.cache
 def _branch_statement() -> Select[Message]:
@@ -134,28 +158,3 @@ def _branch_statement() -> Select[Message]:
         )
     )
     return select(Message).join(path, Message.id == path.c.id).order_by(path.c.depth.desc())
-
-
-_FINISH_COLUMNS = (
-    "content",
-    "status",
-    "finish_reason",
-    "error",
-    "model",
-    "prompt_tokens",
-    "completion_tokens",
-    "queue_ms",
-    "ttft_ms",
-    "total_ms",
-    "content_seq",
-)
-
-
-@functools.cache
-def _finish_statement() -> Update:
-    """Core, built once: every reply ends with it, and the ORM update path cost more CPU than
-    the statement."""
-    table = cast(Table, Message.__table__)
-    values: dict[str, Any] = {name: bindparam(f"f_{name}") for name in _FINISH_COLUMNS}
-    values["updated_at"] = bindparam("f_now")
-    return update(table).where(table.c.id == bindparam("f_id")).values(values)

@@ -1,25 +1,17 @@
-"""SQL for turn bookkeeping: reply checkpoints, idempotent turn keys, reopening a reply."""
+"""SQL for turn bookkeeping: idempotent turn keys, finding and reopening a reply (the writes
+of a turn itself are in `turn_writes`)."""
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import cast
 
-from sqlalchemy import Table, Update, bindparam, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from webui_backend.db.models import Chat, Message, MessageRole, MessageStatus, utcnow
 from webui_backend.db.models_turns import TurnKey
-
-
-@dataclass(frozen=True, slots=True)
-class Checkpoint:
-    message_id: str
-    content: str
-    content_seq: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,30 +25,6 @@ class StoredReply:
 class TurnRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
-
-    async def checkpoint(self, checkpoints: Sequence[Checkpoint]) -> None:
-        """Store partial replies, one UPDATE each, all in the caller's transaction.
-
-        Only a reply still `streaming` and behind this checkpoint is written, so a late
-        checkpoint never overwrites a finished reply or a newer checkpoint. One executemany:
-        with hundreds of live replies, a statement (and a trip to the driver's thread) per
-        reply kept SQLite's write lock long enough for other writers to time out.
-        """
-        if not checkpoints:
-            return
-        now = utcnow()
-        await self._session.execute(
-            _checkpoint_statement(),
-            [
-                {
-                    "cp_id": cp.message_id,
-                    "cp_content": cp.content,
-                    "cp_seq": cp.content_seq,
-                    "cp_now": now,
-                }
-                for cp in checkpoints
-            ],
-        )
 
     async def get_reply(self, message_id: str) -> StoredReply | None:
         result = await self._session.execute(
@@ -111,22 +79,3 @@ class TurnRepository:
         except IntegrityError:
             return False
         return True
-
-
-@functools.cache
-def _checkpoint_statement() -> Update:
-    """Core (not ORM) UPDATE, so a list of parameters runs as one executemany."""
-    table = cast(Table, Message.__table__)
-    return (
-        update(table)
-        .where(
-            table.c.id == bindparam("cp_id"),
-            table.c.status == MessageStatus.STREAMING,
-            table.c.content_seq < bindparam("cp_seq"),
-        )
-        .values(
-            content=bindparam("cp_content"),
-            content_seq=bindparam("cp_seq"),
-            updated_at=bindparam("cp_now"),
-        )
-    )

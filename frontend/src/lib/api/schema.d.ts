@@ -65,6 +65,28 @@ export interface paths {
         patch: operations["update_model_api_admin_models__model_id__patch"];
         trace?: never;
     };
+    "/api/admin/retention": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Retention
+         * @description The retention settings and the newest pass: chats and messages deleted, and the
+         *     database space given back (SQLite). Passes that deleted chats are also in the audit log
+         *     as `retention.delete`.
+         */
+        get: operations["retention_api_admin_retention_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/admin/runners": {
         parameters: {
             query?: never;
@@ -1328,6 +1350,51 @@ export interface components {
             token_type: "bearer";
             user: components["schemas"]["UserOut"];
         };
+        /**
+         * RetentionOut
+         * @description The WEBUI_RETENTION_* settings in effect and the newest pass of any worker.
+         */
+        RetentionOut: {
+            /** Batch Size */
+            batch_size: number;
+            /** Days */
+            days: number;
+            /** Enabled */
+            enabled: boolean;
+            /** Interval S */
+            interval_s: number;
+            /** Keep Pinned */
+            keep_pinned: boolean;
+            last_pass: components["schemas"]["RetentionPassOut"] | null;
+        };
+        /** RetentionPassOut */
+        RetentionPassOut: {
+            /** Bytes Reclaimed */
+            bytes_reclaimed: number | null;
+            /** Chats Deleted */
+            chats_deleted: number;
+            /**
+             * Cutoff
+             * Format: date-time
+             */
+            cutoff: string;
+            /** File Bytes */
+            file_bytes: number | null;
+            /**
+             * Finished At
+             * Format: date-time
+             */
+            finished_at: string;
+            /** Messages Deleted */
+            messages_deleted: number;
+            /**
+             * Started At
+             * Format: date-time
+             */
+            started_at: string;
+            /** Vacuum */
+            vacuum: string;
+        };
         /** RunnerCreate */
         RunnerCreate: {
             /**
@@ -1760,6 +1827,44 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    retention_api_admin_retention_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RetentionOut"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -12,6 +12,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from tests.support.databases import database_url
 from tests.support.fake_runner_client import FakeRunnerClient
 from webui_backend.main import create_app
 from webui_backend.settings import Settings
@@ -35,6 +36,7 @@ def settings(tmp_path: Path) -> Settings:
     # Port 1 refuses at once: the registered runner is "down" without a wait.
     return Settings(
         data_dir=tmp_path / "data",
+        database_url=database_url(tmp_path / "data"),
         max_message_chars=1000,
         runner_address="127.0.0.1:1",
         runner_connect_timeout_s=1.0,

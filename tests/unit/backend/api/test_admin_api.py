@@ -88,7 +88,7 @@ async def test_model_policy_reaches_the_turn(
 
     services: AppServices = app.state.services
     await _finish(services, alice, "hello", model="fake")
-    messages, model, options = runner.calls[-1]
+    messages, model, options = runner.last_call_ending_with("hello")
     assert messages[0].role == "system"
     assert messages[0].content == "Be brief."
     assert model == "fake"
