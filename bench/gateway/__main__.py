@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import sys
 import tempfile
 import time
@@ -32,11 +33,20 @@ from bench.gateway.clients import (
     v1_stream,
     ws_stream,
 )
-from bench.gateway.report import RunFigures, cpu_ms, figures, goals, table
+from bench.gateway.report import (
+    RunFigures,
+    cpu_ms,
+    figures,
+    goals,
+    table,
+    tree_cpu_ms,
+    worker_scaling,
+)
 from model_runner.client import GrpcRunnerClient
 from tests.support.accounts import signed_in
-from tests.support.backend_process import BackendProcess, start_backend
+from tests.support.backend_process import BackendProcess
 from tests.support.runner_process import RunnerProcess, start_runner
+from tests.support.workers import serving_workers
 
 PATHS = ("direct", "ws", "sse", "v1")
 _STREAM_TIMEOUT_S = 180
@@ -49,6 +59,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tokens", type=int, help="tokens per stream (default 256)")
     parser.add_argument("--paces", type=float, nargs="+", help="fake tok/s; 0 = full speed")
     parser.add_argument("--paths", nargs="+", choices=PATHS, default=list(PATHS))
+    parser.add_argument(
+        "--workers",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="backend worker processes, e.g. 1 2 (more than one uses the Redis hub at "
+        "BENCH_REDIS_URL, default redis://127.0.0.1:6379/0)",
+    )
     args = parser.parse_args(argv)
     args.streams = args.streams or ([1, 32] if args.quick else [1, 32, 128, 512])
     args.tokens = args.tokens or (64 if args.quick else 256)
@@ -61,7 +79,7 @@ def _pace_name(pace: float) -> str:
 
 
 @contextlib.contextmanager
-def _services(pace: float, tokens: int, max_streams: int, data_dir: Path):  # type: ignore[no-untyped-def]
+def _services(pace: float, tokens: int, max_streams: int, data_dir: Path, workers: int):  # type: ignore[no-untyped-def]
     slots = str(max(max_streams, 1) + 8)
     runner: RunnerProcess = start_runner(
         "--fake-tokens-per-second",
@@ -75,21 +93,27 @@ def _services(pace: float, tokens: int, max_streams: int, data_dir: Path):  # ty
         "--log-level",
         "WARNING",
     )
-    backend: BackendProcess | None = None
+    env = {
+        "WEBUI_CHAT_MESSAGES_PER_MINUTE": "0",
+        "WEBUI_TITLE_GENERATION": "false",
+        **_worker_env(workers, data_dir),
+    }
     try:
-        backend = start_backend(
-            runner_address=runner.address,
-            data_dir=data_dir,
-            env={
-                "WEBUI_CHAT_MESSAGES_PER_MINUTE": "0",
-                "WEBUI_TITLE_GENERATION": "false",
-            },
-        )
-        yield runner, backend
+        with serving_workers(runner.address, data_dir, env, workers=workers) as backend:
+            yield runner, backend
     finally:
-        if backend is not None:
-            backend.stop()
         runner.stop()
+
+
+def _worker_env(workers: int, data_dir: Path) -> dict[str, str]:
+    if workers <= 1:
+        return {}
+    return {
+        "WEBUI_WORKERS": str(workers),
+        "WEBUI_REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"),
+        # A prefix of its own, so a run never meets another run's (or a test's) keys.
+        "WEBUI_REDIS_PREFIX": f"bench-gateway-{data_dir.name}-{os.getpid()}:",
+    }
 
 
 @contextlib.asynccontextmanager
@@ -131,11 +155,15 @@ async def _measure(
     backend: BackendProcess | None,
 ) -> RunFigures:
     runner_before = cpu_ms(runner.pid)
-    backend_before = cpu_ms(backend.service.pid) if backend else 0.0
+    backend_before = tree_cpu_ms(backend.service.pid) if backend else 0.0
+    client_before = cpu_ms(os.getpid())
     timings, wall_s = await _run_streams(streams)
-    backend_cpu = cpu_ms(backend.service.pid) - backend_before if backend else None
+    backend_cpu = tree_cpu_ms(backend.service.pid) - backend_before if backend else None
     runner_cpu = cpu_ms(runner.pid) - runner_before
-    result = figures(mode, path, timings, wall_s, backend_cpu, runner_cpu)
+    # For `direct` the benchmark's own gRPC client is what a backend would pay to receive the
+    # stream: reported in the backend column, in parentheses.
+    client_cpu = cpu_ms(os.getpid()) - client_before if backend is None else None
+    result = figures(mode, path, timings, wall_s, backend_cpu, runner_cpu, client_cpu)
     for timing in timings:
         if timing.error:
             print(f"  {path}: stream error: {timing.error}", file=sys.stderr)
@@ -151,10 +179,15 @@ async def _measure(
     return result
 
 
-async def _one_pace(args: argparse.Namespace, pace: float, data_dir: Path) -> list[RunFigures]:
-    mode = _pace_name(pace)
+async def _one_pace(
+    args: argparse.Namespace, pace: float, data_dir: Path, workers: int
+) -> list[RunFigures]:
+    mode = _pace_name(pace) + (f" · {workers} workers" if workers > 1 else "")
     rows: list[RunFigures] = []
-    with _services(pace, args.tokens, max(args.streams), data_dir) as (runner, backend):
+    with _services(pace, args.tokens, max(args.streams), data_dir, workers) as (
+        runner,
+        backend,
+    ):
         print(f"{mode}: runner pid {runner.pid}, backend pid {backend.service.pid}", flush=True)
         account = await signed_in(backend)
         api_key = await account.create_api_key("bench")
@@ -220,13 +253,17 @@ async def main(argv: Sequence[str] | None = None) -> None:
     rows: list[RunFigures] = []
     with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp:
         for i, pace in enumerate(args.paces):
-            rows += await _one_pace(args, pace, Path(tmp) / f"data-{i}")
+            for workers in args.workers:
+                data_dir = Path(tmp) / f"data-{i}-{workers}"
+                rows += await _one_pace(args, pace, data_dir, workers)
     print()
     print(table(rows))
     print()
     model_gap_ms = 1000 / min((p for p in args.paces if p), default=50.0)
     for line in goals(rows, model_gap_ms):
         print(f"- {line}")
+    for line in worker_scaling(rows):
+        print(f"- workers: {line}")
     print(f"\n(total {time.perf_counter() - started:.0f} s)")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 
@@ -16,6 +17,28 @@ def cpu_ms(pid: int) -> float:
         # The command name may hold spaces; the fields after its closing ')' are fixed.
         fields = stat.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) * 1000 / _TICKS
+
+
+def tree_cpu_ms(pid: int) -> float:
+    """`cpu_ms` of a process and every live descendant (a multi-worker backend is uvicorn's
+    supervisor with its workers as children)."""
+    total = cpu_ms(pid)
+    for child in _children(pid):
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            total += tree_cpu_ms(child)
+    return total
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    with contextlib.suppress(FileNotFoundError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with (
+                contextlib.suppress(FileNotFoundError),
+                open(f"/proc/{pid}/task/{task}/children") as children,
+            ):
+                found += [int(c) for c in children.read().split()]
+    return found
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -39,6 +62,8 @@ class RunFigures:
     backend_cpu_ms_per_1k: float | None
     runner_cpu_ms_per_1k: float
     errors: int
+    # `direct` only: the benchmark process's gRPC client, per 1,000 tokens.
+    client_cpu_ms_per_1k: float | None = None
 
 
 def figures(
@@ -48,6 +73,7 @@ def figures(
     wall_s: float,
     backend_cpu_ms: float | None,
     runner_cpu_ms: float,
+    client_cpu_ms: float | None = None,
 ) -> RunFigures:
     ttfts = [t.ttft_s * 1000 for t in timings if t.ttft_s is not None]
     gaps = [g * 1000 for t in timings for g in t.gaps_s()]
@@ -65,6 +91,7 @@ def figures(
         backend_cpu_ms_per_1k=None if backend_cpu_ms is None else backend_cpu_ms * per_1k,
         runner_cpu_ms_per_1k=runner_cpu_ms * per_1k,
         errors=sum(1 for t in timings if t.error is not None),
+        client_cpu_ms_per_1k=None if client_cpu_ms is None else client_cpu_ms * per_1k,
     )
 
 
@@ -90,6 +117,8 @@ def table(rows: list[RunFigures]) -> str:
             )
             ratio = f"{r.tokens_per_s / base.tokens_per_s:.2f}x" if base.tokens_per_s else "—"
         backend = "—" if r.backend_cpu_ms_per_1k is None else f"{r.backend_cpu_ms_per_1k:.1f}"
+        if r.client_cpu_ms_per_1k is not None:
+            backend = f"({r.client_cpu_ms_per_1k:.1f} client)"
         lines.append(
             f"| {r.mode} | {r.streams} | {r.path} | {r.ttft_p50_ms:.1f} | {r.ttft_p99_ms:.1f} "
             f"| {added} | {r.gap_p99_ms:.1f} | {r.tokens_per_s:,.0f} | {ratio} | {backend} "
@@ -123,3 +152,21 @@ def goals(rows: list[RunFigures], model_gap_ms: float) -> list[str]:
         else "512 x 50 tok/s: not run",
         f"added TTFT p50 ≤ 2 ms: worst {worst_added:+.1f} ms ({mark(worst_added <= 2)})",
     ]
+
+
+def worker_scaling(rows: list[RunFigures]) -> list[str]:
+    """tokens/s with N backend workers over 1 worker, same pace, path and load (the modes of a
+    multi-worker run end in " · N workers")."""
+    single = {(r.mode, r.streams, r.path): r for r in rows if "workers" not in r.mode}
+    lines = []
+    for r in rows:
+        if "workers" not in r.mode or r.path == "direct":
+            continue
+        base = single.get((r.mode.split(" · ")[0], r.streams, r.path))
+        if base is not None and base.tokens_per_s:
+            lines.append(
+                f"{r.mode}, {r.streams} x {r.path}: {r.tokens_per_s:,.0f} vs "
+                f"{base.tokens_per_s:,.0f} tok/s with 1 worker = "
+                f"{r.tokens_per_s / base.tokens_per_s:.2f}x"
+            )
+    return lines

@@ -10,8 +10,10 @@ authentication, the turn policy, both commits (user message + reply row; reply +
 hub, and the event encoding. Paths: `service` (`ChatTurnService.start_turn` and the watcher,
 no HTTP), `ws` (`chat.send` on an in-process ASGI WebSocket, one socket per conversation
 worker), `sse` (`POST /api/turns` through httpx's ASGI transport, authenticated per request),
-and `sql`, the baseline: the same two transactions as bare SQL through the same engine (two
-inserts, the chat update and the branch read; the reply update and the usage upsert).
+and two baselines: `sql`, the same two transactions as bare SQL through the app's async engine
+(aiosqlite: the path turns took before `db/transactions.py`), and `sql-thread`, the same SQL
+with the stdlib `sqlite3` on one writer thread, one hand-over per transaction (what the app's
+writer thread would cost with no SQLAlchemy at all).
 
 CPU is `time.process_time()` (every thread: aiosqlite's included) over the run / turns; `loop`
 is the event loop thread's share (`time.thread_time()`). Turns are in conversations of
