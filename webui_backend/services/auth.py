@@ -12,10 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from webui_backend.db.models import User, UserRole, utcnow
 from webui_backend.db.repositories import UserRepository
+from webui_backend.db.repositories.admin import AppSettingRepository
 from webui_backend.db.repositories.auth_sessions import ApiKeyRepository, AuthSessionRepository
 from webui_backend.errors import ConflictError, ForbiddenError, InvalidInputError, UnauthorizedError
 from webui_backend.services.auth_crypto import (
@@ -29,6 +31,9 @@ from webui_backend.services.principal import AuthenticatedUser, Via
 from webui_backend.services.principal_cache import PrincipalCache
 from webui_backend.services.rate_limit import RateLimiter
 from webui_backend.services.settings_store import SettingsStore
+
+# app_setting key recording that the first account (the administrator) was created.
+_FIRST_ADMIN_KEY = "bootstrap.first_admin"
 
 # Seconds between two `last_used_at` writes for one API key: one write per request would turn
 # every read into a write.
@@ -89,17 +94,31 @@ class AuthService:
                 what="sign-up attempts from this address",
             )
         password_hash = await self._passwords.hash(password)
+        try:
+            return await self._add_account(email, name, password_hash, runtime.signup_enabled)
+        except IntegrityError:
+            # Another sign-up committed first: the same email, or it became the first admin
+            # (both saw no account). Decided again against what is stored now.
+            return await self._add_account(email, name, password_hash, runtime.signup_enabled)
+
+    async def _add_account(
+        self, email: str, name: str, password_hash: str, signup_enabled: bool
+    ) -> User:
         async with self._sessions() as session, session.begin():
-            users = UserRepository(session)
-            first = await users.count() == 0
-            if not first and not runtime.signup_enabled:
+            users, markers = UserRepository(session), AppSettingRepository(session)
+            first = await users.count() == 0 and not await markers.exists(_FIRST_ADMIN_KEY)
+            if not first and not signup_enabled:
                 raise ForbiddenError("Sign-up is switched off.", code="signup_disabled")
             if await users.get_by_email(email) is not None:
                 raise ConflictError("An account with this email exists.", code="email_taken")
-            role = UserRole.ADMIN if first else UserRole(runtime.default_role)
-            return await users.add(
+            role = UserRole.ADMIN if first else UserRole(self._store.current.default_role)
+            user = await users.add(
                 email=email, name=name.strip(), role=role, password_hash=password_hash
             )
+            if first:
+                # Simultaneous first sign-ups all see no account; this key lets one commit.
+                await markers.add_new(_FIRST_ADMIN_KEY, user.id)
+            return user
 
     async def login(
         self, *, email: str, password: str, address: str, user_agent: str

@@ -41,6 +41,15 @@ class AppSettingRepository:
             row.updated_at = utcnow()
         await self._session.flush()
 
+    async def exists(self, key: str) -> bool:
+        return await self._session.get(AppSetting, key) is not None
+
+    async def add_new(self, key: str, value: Any) -> None:
+        """Insert `key`; raises IntegrityError (at this flush, or at commit) if another
+        transaction holds it already: the primary key makes it a once-only marker."""
+        self._session.add(AppSetting(key=key, value=value, updated_at=utcnow()))
+        await self._session.flush()
+
 
 class ModelConfigRepository:
     def __init__(self, session: AsyncSession) -> None:
