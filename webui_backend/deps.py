@@ -66,7 +66,7 @@ async def _authenticate(
         return await services.auth.authenticate_bearer(bearer)
     if cookie:
         principal = await services.auth.authenticate_session(cookie)
-        _check_cookie_request(conn)
+        _check_cookie_request(conn, services, cookie)
         return principal
     raise UnauthorizedError(
         "Log in, or send an access token or API key as `Authorization: Bearer`.",
@@ -74,9 +74,10 @@ async def _authenticate(
     )
 
 
-def _check_cookie_request(conn: HTTPConnection) -> None:
+def _check_cookie_request(conn: HTTPConnection, services: AppServices, cookie: str) -> None:
     """A cookie rides along with cross-site requests, so what it authorizes is checked: a
-    state change needs the CSRF header (double submit), a WebSocket a same-origin page."""
+    state change needs the CSRF header, equal to the CSRF cookie and derived from this very
+    session (a double submit bound to the session), a WebSocket a same-origin page."""
     if conn.scope["type"] == "websocket":
         origin = conn.headers.get("origin")
         host = conn.headers.get("host", "")
@@ -87,7 +88,12 @@ def _check_cookie_request(conn: HTTPConnection) -> None:
         return
     expected = conn.cookies.get(CSRF_COOKIE)
     sent = conn.headers.get(CSRF_HEADER)
-    if not expected or not sent or not hmac.compare_digest(expected, sent):
+    if (
+        not expected
+        or not sent
+        or not hmac.compare_digest(expected, sent)
+        or not services.auth.csrf_ok(cookie, sent)
+    ):
         raise ForbiddenError(
             f"Send the {CSRF_HEADER} header equal to the {CSRF_COOKIE} cookie.",
             code="csrf_failed",

@@ -9,6 +9,7 @@ seconds (`PrincipalCache`), and changes made through this process drop it at onc
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -73,6 +74,10 @@ class AuthService:
     @property
     def access_token_ttl_s(self) -> int:
         return self._tokens.ttl_s
+
+    def csrf_ok(self, session_token: str, sent: str | None) -> bool:
+        """Whether `sent` (the CSRF header) is the token of this session cookie."""
+        return sent is not None and hmac.compare_digest(self._tokens.csrf_for(session_token), sent)
 
     @property
     def session_ttl_s(self) -> int:
@@ -174,7 +179,7 @@ class AuthService:
             access_token=self._tokens.issue(user.id, user.token_version),
             expires_in=self._tokens.ttl_s,
             session_token=session_token,
-            csrf_token=random_token(24),
+            csrf_token=self._tokens.csrf_for(session_token),
         )
 
     async def logout(self, principal: AuthenticatedUser) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import logging
 import os
 import secrets
@@ -68,6 +69,13 @@ class AccessTokens:
         now = int(time.time())
         claims = {"sub": user_id, "tv": token_version, "iat": now, "exp": now + self.ttl_s}
         return jwt.encode(claims, self._secret, algorithm=_ALGORITHM)
+
+    def csrf_for(self, session_token: str) -> str:
+        """The CSRF token of a browser session: derived from its session cookie with the
+        server's secret, so a token planted with a cookie (a sibling subdomain can set
+        cookies) is worthless without the session it belongs to."""
+        mac = hmac.new(self._secret.encode(), b"csrf\x00" + session_token.encode(), "sha256")
+        return mac.hexdigest()
 
     def decode(self, token: str) -> AccessClaims:
         """Raises UnauthorizedError for a bad signature, an expired or a malformed token."""

@@ -58,6 +58,25 @@ async def test_login_sets_cookie_session_and_csrf_guards_state_changes(
         assert after.status_code == 401
 
 
+async def test_a_csrf_token_of_another_session_is_refused(app: FastAPI, admin: Account) -> None:
+    """An attacker who can plant cookies (a sibling subdomain) and holds a session of their
+    own cannot pair their CSRF token with the victim's session."""
+    async with browser(app) as attacker, browser(app) as victim:
+        for web in (attacker, victim):
+            login = await web.post(
+                "/api/auth/login", json={"email": admin.email, "password": PASSWORD}
+            )
+            assert login.status_code == 200
+        planted = attacker.cookies["csrf_token"]
+        assert planted != victim.cookies["csrf_token"]
+        victim.cookies.set("csrf_token", planted)
+        forged = await victim.post(
+            "/api/chats", json={"title": "x"}, headers={"X-CSRF-Token": planted}
+        )
+        assert forged.status_code == 403
+        assert forged.json()["error"]["code"] == "csrf_failed"
+
+
 async def test_wrong_password_and_unknown_account_look_the_same(
     client: httpx.AsyncClient, admin: Account
 ) -> None:
