@@ -26,13 +26,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import sqlite3
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -41,9 +38,16 @@ from fastapi import FastAPI
 from sqlalchemy import func, select
 
 from bench.turn_cpu.asgi_socket import AsgiSocket
+from bench.turn_cpu.baselines import (
+    CONTENT,
+    MODEL,
+    ThreadWriter,
+    sql_conversation,
+    thread_conversation,
+)
 from tests.support.fake_runner_client import FakeRunnerClient
 from webui_backend.container import AppServices
-from webui_backend.db.models import Message, MessageRole, MessageStatus, new_id, utcnow
+from webui_backend.db.models import Message, MessageRole, MessageStatus
 from webui_backend.main import create_app
 from webui_backend.services.chat_turn import TurnRequest
 from webui_backend.services.principal import AuthenticatedUser
@@ -51,8 +55,6 @@ from webui_backend.services.turn_events import TurnFinished
 from webui_backend.settings import Settings
 
 PATHS = ("sql-thread", "sql", "service", "ws", "sse")
-_MODEL = "fake"
-_CONTENT = "What is the capital of France? Answer in one word."
 
 # Runs one conversation of `turns` turns; returns how many finished `complete`.
 Conversation = Callable[[int], Awaitable[int]]
@@ -98,7 +100,7 @@ async def main(args: argparse.Namespace) -> None:
             chat_messages_per_minute=0,
             title_generation=False,
         )
-        app = create_app(settings, runner=FakeRunnerClient(models=[_MODEL]))
+        app = create_app(settings, runner=FakeRunnerClient(models=[MODEL]))
         async with app.router.lifespan_context(app):
             services: AppServices = app.state.services
             user, token = await _accounts(services)
@@ -124,7 +126,7 @@ async def _accounts(services: AppServices) -> tuple[AuthenticatedUser, str]:
     )
     actor = AuthenticatedUser(id=admin.id, role=admin.role.value)
     await services.accounts.model_access.update(
-        actor, _MODEL, {"system_prompt": "Answer briefly.", "params": {"temperature": 0.7}}
+        actor, MODEL, {"system_prompt": "Answer briefly.", "params": {"temperature": 0.7}}
     )
     await services.auth.register(email="user@example.com", password="pw-12345678", name="U")
     login = await services.auth.login(
@@ -181,9 +183,9 @@ def _conversation(
     if path == "sse":
         return lambda turns: _sse_conversation(app, headers, turns)
     if path == "sql":
-        return lambda turns: _sql_conversation(services, user, turns)
-    writer = _ThreadWriter(services.settings.data_dir / "webui.db")
-    return lambda turns: _thread_conversation(writer, user, turns)
+        return lambda turns: sql_conversation(services.engine, user.id, turns)
+    writer = ThreadWriter(services.settings.data_dir / "webui.db")
+    return lambda turns: thread_conversation(writer, user.id, turns)
 
 
 async def _service_conversation(services: AppServices, user: AuthenticatedUser, turns: int) -> int:
@@ -191,7 +193,7 @@ async def _service_conversation(services: AppServices, user: AuthenticatedUser, 
     complete = 0
     for _ in range(turns):
         handle = await services.turns.start_turn(
-            user.id, TurnRequest(content=_CONTENT, chat_id=chat_id, model=_MODEL)
+            user.id, TurnRequest(content=CONTENT, chat_id=chat_id, model=MODEL)
         )
         chat_id = handle.chat_id
         async for batch in services.watcher.watch(user.id, handle.turn_id):
@@ -206,7 +208,7 @@ async def _ws_conversation(app: FastAPI, headers: dict[str, str], turns: int) ->
     complete = 0
     async with AsgiSocket(app, "/api/ws", headers) as socket:
         for _ in range(turns):
-            frame = {"type": "chat.send", "chat_id": chat_id, "content": _CONTENT, "model": _MODEL}
+            frame = {"type": "chat.send", "chat_id": chat_id, "content": CONTENT, "model": MODEL}
             await socket.send(frame)
             while True:
                 event = await socket.receive()
@@ -225,7 +227,7 @@ async def _sse_conversation(app: FastAPI, headers: dict[str, str], turns: int) -
     complete = 0
     async with _client(app, headers) as client:
         for _ in range(turns):
-            body = {"chat_id": chat_id, "content": _CONTENT, "model": _MODEL}
+            body = {"chat_id": chat_id, "content": CONTENT, "model": MODEL}
             response = await client.post("/api/turns", json=body)
             response.raise_for_status()
             for line in response.text.splitlines():
@@ -246,134 +248,6 @@ async def _client(app: FastAPI, headers: dict[str, str]) -> AsyncIterator[httpx.
         transport=transport, base_url="http://bench", headers=headers
     ) as client:
         yield client
-
-
-_SQL_CHAT = "INSERT INTO chat (id, user_id, title, pinned, archived, created_at, updated_at) "
-_SQL_CHAT += "VALUES (?, ?, 'bench', 0, 0, ?, ?)"
-_SQL_MESSAGE = (
-    "INSERT INTO message (id, chat_id, parent_id, role, content, status, model, content_seq, "
-    "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?)"
-)
-_SQL_CURRENT = "UPDATE chat SET current_message_id = ?, updated_at = ? WHERE id = ?"
-_SQL_BRANCH = (
-    "WITH RECURSIVE path(id, parent_id, depth) AS (SELECT id, parent_id, 0 FROM message "
-    "WHERE id = ? UNION ALL SELECT m.id, m.parent_id, path.depth + 1 FROM message m "
-    "JOIN path ON m.id = path.parent_id) SELECT m.role, m.content FROM message m "
-    "JOIN path ON m.id = path.id ORDER BY path.depth DESC"
-)
-_SQL_FINISH = (
-    "UPDATE message SET content = ?, status = ?, finish_reason = ?, prompt_tokens = ?, "
-    "completion_tokens = ?, content_seq = ?, updated_at = ? WHERE id = ?"
-)
-_SQL_USAGE = (
-    "INSERT INTO usage_daily (user_id, model, day, requests, prompt_tokens, completion_tokens) "
-    "VALUES (?, ?, ?, 1, ?, ?) ON CONFLICT (user_id, model, day) DO UPDATE SET "
-    "requests = requests + 1, prompt_tokens = prompt_tokens + excluded.prompt_tokens, "
-    "completion_tokens = completion_tokens + excluded.completion_tokens"
-)
-
-
-async def _sql_conversation(services: AppServices, user: AuthenticatedUser, turns: int) -> int:
-    """The floor: each turn's two transactions as bare SQL through the app's engine."""
-    engine = services.engine
-    chat_id: str | None = None
-    parent: str | None = None
-    for _ in range(turns):
-        at = utcnow()
-        now, later = _stamp(at), _stamp(at + timedelta(microseconds=1))
-        question, reply = new_id(), new_id()
-        async with engine.begin() as conn:
-            if chat_id is None:
-                chat_id = new_id()
-                await conn.exec_driver_sql(_SQL_CHAT, (chat_id, user.id, now, now))
-            await conn.exec_driver_sql(
-                _SQL_MESSAGE,
-                (question, chat_id, parent, "user", _CONTENT, "complete", None, now, now),
-            )
-            await conn.exec_driver_sql(
-                _SQL_MESSAGE,
-                (reply, chat_id, question, "assistant", "", "streaming", _MODEL, later, later),
-            )
-            await conn.exec_driver_sql(_SQL_CURRENT, (reply, now, chat_id))
-            (await conn.exec_driver_sql(_SQL_BRANCH, (question,))).all()
-        async with engine.begin() as conn:
-            done = utcnow()
-            await conn.exec_driver_sql(
-                _SQL_FINISH, ("Hello there", "complete", "eos", 3, 2, 3, _stamp(done), reply)
-            )
-            await conn.exec_driver_sql(_SQL_USAGE, (user.id, _MODEL, str(done.date()), 3, 2))
-        parent = reply
-    return turns
-
-
-class _ThreadWriter:
-    """The design the `sql` figures argue for: stdlib sqlite3 on one writer thread, one
-    hand-over per transaction instead of several per statement."""
-
-    def __init__(self, path: Path) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bench-writer")
-        self._path = path
-        self._conn: sqlite3.Connection | None = None
-
-    async def run(self, fn: Callable[[sqlite3.Connection], None]) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._in_thread, fn)
-
-    def _in_thread(self, fn: Callable[[sqlite3.Connection], None]) -> None:
-        if self._conn is None:
-            self._conn = sqlite3.connect(self._path, isolation_level=None)
-            for pragma in ("busy_timeout=5000", "foreign_keys=ON", "synchronous=NORMAL"):
-                self._conn.execute(f"PRAGMA {pragma}")
-        conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            fn(conn)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-
-
-async def _thread_conversation(writer: _ThreadWriter, user: AuthenticatedUser, turns: int) -> int:
-    chat_id = new_id()
-    parent: str | None = None
-    for turn in range(turns):
-        parent = await _thread_turn(writer, user.id, chat_id, parent, first=turn == 0)
-    return turns
-
-
-async def _thread_turn(
-    writer: _ThreadWriter, user_id: str, chat_id: str, parent: str | None, *, first: bool
-) -> str:
-    at = utcnow()
-    now, later = _stamp(at), _stamp(at + timedelta(microseconds=1))
-    question, reply = new_id(), new_id()
-
-    def store(conn: sqlite3.Connection) -> None:
-        if first:
-            conn.execute(_SQL_CHAT, (chat_id, user_id, now, now))
-        conn.execute(
-            _SQL_MESSAGE, (question, chat_id, parent, "user", _CONTENT, "complete", None, now, now)
-        )
-        conn.execute(
-            _SQL_MESSAGE,
-            (reply, chat_id, question, "assistant", "", "streaming", _MODEL, later, later),
-        )
-        conn.execute(_SQL_CURRENT, (reply, now, chat_id))
-        conn.execute(_SQL_BRANCH, (question,)).fetchall()
-
-    def finish(conn: sqlite3.Connection) -> None:
-        done = utcnow()
-        conn.execute(_SQL_FINISH, ("Hello there", "complete", "eos", 3, 2, 3, _stamp(done), reply))
-        conn.execute(_SQL_USAGE, (user_id, _MODEL, str(done.date()), 3, 2))
-
-    await writer.run(store)
-    await writer.run(finish)
-    return reply
-
-
-def _stamp(at: datetime) -> str:
-    # The text form SQLAlchemy stores for SQLite datetimes.
-    return at.replace(tzinfo=None).isoformat(" ")
 
 
 def _table(results: list[Figures], concurrency: int) -> str:
