@@ -120,6 +120,25 @@ async def get_any_user(
 AnyUser = Annotated[AuthenticatedUser, Depends(get_any_user)]
 
 
+async def recheck_socket_user(conn: HTTPConnection, services: AppServices) -> None:
+    """Authenticate an open socket's credentials again (they were checked when it opened);
+    raises UnauthorizedError or ForbiddenError when they no longer admit an active account."""
+    header = conn.headers.get("authorization", "")
+    scheme, _, credentials = header.partition(" ")
+    bearer = credentials.strip() if scheme.lower() == "bearer" else None
+    if bearer:
+        user = await services.auth.authenticate_bearer(bearer)
+    else:
+        cookie = conn.cookies.get(SESSION_COOKIE)
+        if not cookie:
+            raise UnauthorizedError("The socket has no credentials.", code="unauthorized")
+        user = await services.auth.authenticate_session(cookie)
+    if user.role == UserRole.PENDING.value:
+        raise ForbiddenError(
+            "An administrator has not approved this account yet.", code="account_pending"
+        )
+
+
 async def get_current_user(conn: HTTPConnection, user: AnyUser) -> AuthenticatedUser:
     """An active account (admin or user). Pending accounts get 403 `account_pending`."""
     if user.role == UserRole.PENDING.value:

@@ -84,6 +84,10 @@ class Settings(BaseSettings, TelemetrySettings):
     # send may wait before the connection is closed (4008) and its memory released.
     ws_outbox_frames: int = Field(default=64, ge=4)
     ws_send_timeout_s: float = Field(default=30.0, gt=0)
+    # How often an open WebSocket checks that its credentials still admit an active account
+    # (disabled, logged out, password changed, back to pending): it is closed (4401/4403)
+    # within this, streams and all.
+    ws_recheck_interval_s: float = Field(default=15.0, gt=0)
 
     # Retention (docs/operations.md): chats whose last activity (`chat.updated_at`) is older
     # than `retention_days` are deleted with their messages, archived ones included; 0 = keep

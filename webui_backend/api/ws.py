@@ -19,7 +19,14 @@ from webui_backend.api.error_handlers import validation_details
 from webui_backend.api.turn_encoding import accepted_event, coalesce, dumps, error_event
 from webui_backend.api.turn_input import followup_request, turn_request
 from webui_backend.container import AppServices
-from webui_backend.deps import AuthenticatedUser, CurrentUser, ServicesDep
+from webui_backend.deps import (
+    WS_CLOSE_FORBIDDEN,
+    WS_CLOSE_UNAUTHORIZED,
+    AuthenticatedUser,
+    CurrentUser,
+    ServicesDep,
+    recheck_socket_user,
+)
 from webui_backend.errors import AppError, InvalidInputError
 from webui_backend.observability.tracing import frame_span
 from webui_backend.schemas.turns import (
@@ -81,14 +88,17 @@ class _Connection:
         self._watchers: dict[str, asyncio.Task[None]] = {}
 
     async def serve(self) -> None:
-        reader = asyncio.create_task(self._read())
-        writer = asyncio.create_task(self._write())
+        tasks = (
+            asyncio.create_task(self._read()),
+            asyncio.create_task(self._write()),
+            asyncio.create_task(self._recheck()),
+        )
         try:
-            await asyncio.wait((reader, writer), return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (reader, writer):
+            for task in tasks:
                 task.cancel()
-            for task in (reader, writer):
+            for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
 
@@ -122,6 +132,25 @@ class _Connection:
                 return
             except (WebSocketDisconnect, RuntimeError, OSError):
                 return
+
+    async def _recheck(self) -> None:
+        """Close the socket once its account may no longer use it (disabled, logged out,
+        password changed, set back to pending), relays included; ends only then."""
+        interval = self._services.settings.ws_recheck_interval_s
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await recheck_socket_user(self._ws, self._services)
+            except AppError as exc:
+                code = WS_CLOSE_UNAUTHORIZED if exc.status_code == 401 else WS_CLOSE_FORBIDDEN
+                log.info("closing a WebSocket whose account may no longer use it: %s", exc.code)
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(1.0):
+                        await self._ws.close(code, f"{exc.code}: {exc.message}"[:120])
+                return
+            except Exception:
+                # The database may be briefly unreachable: that ends no socket; next time.
+                log.warning("could not re-check a WebSocket's account", exc_info=True)
 
     async def _handle(self, raw: str) -> None:
         try:
