@@ -21,6 +21,7 @@ from model_runner.client import (
     StreamFinished,
     StreamStarted,
 )
+from webui_backend.services.titles import TITLE_PROMPT
 
 Step = RunnerEvent | BaseException | asyncio.Event
 
@@ -57,6 +58,15 @@ class FakeRunnerClient:
     aborted: list[str] = field(default_factory=list)
     load: RunnerLoad = field(default_factory=lambda: RunnerLoad(0, 0, 8, 16, False))
     closed: bool = False
+
+    def turn_metadata(self) -> list[list[tuple[str, str]]]:
+        """The metadata of every call but the title requests (their prompt ends with the
+        title instruction), in call order."""
+        return [
+            metadata
+            for (messages, _, _), metadata in zip(self.calls, self.metadata, strict=True)
+            if messages[-1].content != TITLE_PROMPT
+        ]
 
     def last_call_ending_with(
         self, content: str

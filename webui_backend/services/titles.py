@@ -17,7 +17,7 @@ from webui_backend.services.settings_store import SettingsStore
 
 log = logging.getLogger(__name__)
 
-_PROMPT = (
+TITLE_PROMPT = (
     "Write a short title (at most six words) for the conversation above. "
     "Reply with the title only: no quotes, no punctuation at the end."
 )
@@ -69,7 +69,7 @@ class TitleGenerator:
             return
         parts: list[str] = []
         async for event in self._runner.chat_stream(
-            [*conversation, ChatMessage(role="user", content=_PROMPT)],
+            [*conversation, ChatMessage(role="user", content=TITLE_PROMPT)],
             model=model,
             request_id=f"title-{chat_id}",
             options=GenerationOptions(max_tokens=_MAX_TOKENS, temperature=0.3),
