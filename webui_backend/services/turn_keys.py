@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from webui_backend.db.models import utcnow
 from webui_backend.db.repositories.turns import TurnRepository
 from webui_backend.errors import ConflictError
 from webui_backend.services.turn_handle import TurnHandle
@@ -62,16 +63,8 @@ class TurnKeys:
         self, session: AsyncSession, user_id: str, key: str, handle: TurnHandle, digest: str
     ) -> None:
         """Record the key in the caller's transaction; raises TurnKeyTakenError if taken."""
-        added = await TurnRepository(session).add_key(
-            user_id=user_id,
-            key=key,
-            chat_id=handle.chat_id,
-            user_message_id=handle.user_message_id,
-            assistant_message_id=handle.assistant_message_id,
-            created_chat=handle.created_chat,
-            request_digest=digest,
-        )
-        if not added:
+        row = turn_key_row(user_id, key, handle, digest, utcnow())
+        if not await TurnRepository(session).add_key(row):
             raise TurnKeyTakenError(key)
 
 

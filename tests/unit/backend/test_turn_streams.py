@@ -158,3 +158,25 @@ async def test_continue_appends_to_the_same_reply_and_regenerate_adds_a_sibling(
     regenerated = await watch_all(services, user_id, regen.turn_id)
     assert type(regenerated[-1]) is TurnFinished
     assert regenerated[-1].status == "complete"
+
+
+async def test_duplicate_turn_key_on_regenerate_never_generates_twice(
+    services: AppServices, runner: FakeRunnerClient, user_id: str
+) -> None:
+    handle = await services.turns.start_turn(user_id, TurnRequest(content="hi"))
+    await watch_all(services, user_id, handle.turn_id)
+    request = FollowUpRequest(turn_key="regen-1")
+    first = await services.turns.regenerate_turn(user_id, handle.turn_id, request)
+    again = await services.turns.regenerate_turn(user_id, handle.turn_id, request)
+    assert again.existing
+    assert again.turn_id == first.turn_id
+    # At once, both past the lookup: the key's insert lets one of them store a reply.
+    racing = FollowUpRequest(turn_key="regen-2")
+    one, two = await asyncio.gather(
+        services.turns.regenerate_turn(user_id, handle.turn_id, racing),
+        services.turns.regenerate_turn(user_id, handle.turn_id, racing),
+    )
+    assert one.turn_id == two.turn_id
+    await watch_all(services, user_id, one.turn_id)
+    await watch_all(services, user_id, first.turn_id)
+    assert len(runner.turn_metadata()) == 3  # the first reply and one regeneration per key

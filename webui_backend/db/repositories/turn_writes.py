@@ -87,7 +87,7 @@ class TurnWrites:
     def add_turn_key(self, row: dict[str, Any]) -> bool:
         """Insert a turn key; False when (user, key) is taken (no savepoint: ON CONFLICT)."""
         dialect = self._session.get_bind().dialect.name
-        result = self._session.execute(_turn_key_insert(dialect), row)
+        result = self._session.execute(turn_key_insert(dialect), row)
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
     def finish_reply(self, message_id: str, outcome: ReplyOutcome, at: datetime) -> None:
@@ -201,7 +201,7 @@ def _message_insert() -> Insert:
 
 
 @functools.cache
-def _turn_key_insert(dialect: str) -> Any:
+def turn_key_insert(dialect: str) -> Any:
     dialect_insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
     return dialect_insert(_table(TurnKey)).on_conflict_do_nothing(index_elements=["user_id", "key"])
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from webui_backend.db.models import Chat, Message, MessageRole, MessageStatus, utcnow
 from webui_backend.db.models_turns import TurnKey
+from webui_backend.db.repositories.turn_writes import turn_key_insert
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,31 +52,9 @@ class TurnRepository:
         )
         return result.scalar_one_or_none()
 
-    async def add_key(
-        self,
-        *,
-        user_id: str,
-        key: str,
-        chat_id: str,
-        user_message_id: str,
-        assistant_message_id: str,
-        created_chat: bool,
-        request_digest: str,
-    ) -> bool:
-        """Insert a turn key inside a savepoint; False if (user, key) already exists."""
-        row = TurnKey(
-            user_id=user_id,
-            key=key,
-            chat_id=chat_id,
-            user_message_id=user_message_id,
-            assistant_message_id=assistant_message_id,
-            created_chat=created_chat,
-            request_digest=request_digest,
-            created_at=utcnow(),
-        )
-        try:
-            async with self._session.begin_nested():
-                self._session.add(row)
-        except IntegrityError:
-            return False
-        return True
+    async def add_key(self, row: dict[str, Any]) -> bool:
+        """Insert a turn key (see `turn_key_row`); False if (user, key) already exists. The
+        same ON CONFLICT statement as a new turn's (TurnWrites.add_turn_key)."""
+        dialect = self._session.get_bind().dialect.name
+        result = await self._session.execute(turn_key_insert(dialect), row)
+        return bool(result.rowcount)  # type: ignore[attr-defined]
