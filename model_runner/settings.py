@@ -92,7 +92,9 @@ class RunnerSettings(BaseSettings, TelemetrySettings):
         default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto = CUDA if present"
     )
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
-        default="auto", description="auto = bfloat16 on GPUs (float16 without bf16), float32 on CPU"
+        default="auto",
+        description="auto = bfloat16 on GPUs (float16 without bf16) and on CPUs with AMX, "
+        "else float32",
     )
     cache_dir: Path | None = Field(
         default=None, description="Converted models; default $XDG_CACHE_HOME/model-runner"

@@ -295,8 +295,23 @@ def _pick_dtype(name: str, device: Any) -> Any:
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     # Most CPUs have no bf16 matrix units (AVX2, plain AVX-512), so torch emulates bf16 and
     # runs it several times slower than float32 (measured 4-5x for prefill and batched
-    # decode on an AVX2 machine); ask for bfloat16 explicitly on AMX / AVX512-BF16 hosts.
-    return torch.float32
+    # decode on an AVX2 machine). With AMX (Sapphire Rapids and later) oneDNN runs bf16
+    # matmuls on the tile units: measured on a 2-core AMX VM, 16 batched chats went from
+    # ~60 to ~130 tokens/s and TTFT from ~200 to ~150 ms, against float32.
+    return torch.bfloat16 if cpu_has_amx_bf16() else torch.float32
+
+
+@functools.cache
+def cpu_has_amx_bf16() -> bool:
+    """True when the CPU has AMX bf16 tile units (Linux: the `amx_bf16` flag)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("flags"):
+                    return "amx_bf16" in line.split()
+    except OSError:
+        pass
+    return False
 
 
 def _pick_threads(requested: int, device: Any) -> int:

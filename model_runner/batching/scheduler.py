@@ -3,7 +3,8 @@
 Why our own scheduler: transformers' continuous-batching manager targets paged attention on
 GPUs and runs its own thread with its own request queue and output format; on CPU and for our
 streaming contract (per-step cancellation, per-request sampling and seeds, UTF-8 hold-back)
-a compact scheduler over a left-padded batch and a `DynamicCache` is simpler and fast enough.
+a compact scheduler over a left-padded batch and a KV cache that grows in place
+(`model_runner.batching.kv_cache`) is simpler and fast enough.
 
 How a step works (all on the engine thread):
 1. New requests and cancellations are taken from a lock-protected inbox. Cancelled sequences
@@ -255,9 +256,9 @@ class BatchScheduler:
             mask[row, longest - n :] = 1
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         ids, mask, positions = (t.to(self._device) for t in (ids, mask, positions))
-        from transformers import DynamicCache
+        from model_runner.batching.kv_cache import new_cache, select_rows
 
-        cache = DynamicCache()
+        cache = new_cache()
         out = self._model(
             input_ids=ids,
             attention_mask=mask,
@@ -273,7 +274,7 @@ class BatchScheduler:
             return
         if len(kept) != rows:
             index = torch.tensor(kept, device=self._device)
-            cache = _select_rows(cache, index)
+            select_rows(cache, index)
             mask = mask.index_select(0, index)
         self._merge(cache, mask)
         self._running.extend(group[row] for row in kept)
@@ -324,23 +325,20 @@ class BatchScheduler:
         """Appends prefilled rows to the running batch, left-padding the shorter side."""
         import torch
 
+        from model_runner.batching.kv_cache import merge_rows, pad_left
+
         if self._cache is None or not self._running:
             self._cache, self._mask = cache, mask
             return
-        old_len, new_len = self._mask.shape[1], mask.shape[1]
-        width = max(old_len, new_len)
-        for old_layer, new_layer in zip(self._cache.layers, cache.layers, strict=True):
-            old_layer.keys = torch.cat(
-                [_pad_left(old_layer.keys, width, 2), _pad_left(new_layer.keys, width, 2)]
-            )
-            old_layer.values = torch.cat(
-                [_pad_left(old_layer.values, width, 2), _pad_left(new_layer.values, width, 2)]
-            )
-        self._mask = torch.cat([_pad_left(self._mask, width, 1), _pad_left(mask, width, 1)])
+        width = max(self._mask.shape[1], mask.shape[1])
+        merge_rows(self._cache, cache, width)
+        self._mask = torch.cat([pad_left(self._mask, width, 1), pad_left(mask, width, 1)])
 
     def _keep_rows(self, keep: list[int]) -> None:
         """Drops every other row from the batch and trims all-padding columns on the left."""
         import torch
+
+        from model_runner.batching.kv_cache import select_rows
 
         self._running = [self._running[i] for i in keep]
         if not keep:
@@ -351,7 +349,7 @@ class BatchScheduler:
         used = mask.any(dim=0).nonzero()
         start = int(used[0]) if used.numel() else 0
         self._mask = mask[:, start:].contiguous()
-        self._cache = _select_rows(self._cache, index, start)
+        select_rows(self._cache, index, start)
 
     def _send(self, outputs: list[_Output]) -> None:
         if outputs and self._loop is not None and not self._loop.is_closed():
@@ -363,21 +361,3 @@ class BatchScheduler:
 def _deliver(outputs: list[_Output]) -> None:
     for stream, ids, text, finished, eos, error in outputs:
         stream.push(ids, text, finished, eos, error)
-
-
-def _select_rows(cache: Any, index: Any, start: int = 0) -> Any:
-    for layer in cache.layers:
-        layer.keys = layer.keys.index_select(0, index)[:, :, start:].contiguous()
-        layer.values = layer.values.index_select(0, index)[:, :, start:].contiguous()
-    return cache
-
-
-def _pad_left(tensor: Any, width: int, dim: int) -> Any:
-    import torch
-
-    missing = width - tensor.shape[dim]
-    if missing <= 0:
-        return tensor
-    shape = list(tensor.shape)
-    shape[dim] = missing
-    return torch.cat([tensor.new_zeros(shape), tensor], dim=dim)
