@@ -11,13 +11,17 @@ SQLite, were most of a turn's CPU. Here the transaction is a plain function over
   other (other writers still wait on the busy timeout);
 - on any other database (PostgreSQL) it runs through `AsyncSession.run_sync`, on the async
   driver, so the same function is the same SQL everywhere.
+
+The turn's own transactions (`run_writes`) are functions over `TurnWrites` instead, whose
+implementation is chosen here once per database: on SQLite plain `sqlite3` calls on the writer
+thread's connection (`SqliteTurnWrites`; SQLAlchemy's per-statement work cost more than
+SQLite's), elsewhere Core statements over the `run_sync` session (`SessionTurnWrites`).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
@@ -26,6 +30,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
 from webui_backend.db.engine import apply_sqlite_pragmas
+from webui_backend.db.repositories.turn_writes import SessionTurnWrites, TurnWrites
+from webui_backend.db.repositories.turn_writes_sqlite import SqliteTurnWrites
+from webui_backend.db.writer_thread import WriterThread
 
 T = TypeVar("T")
 Work = Callable[[Session], T]
@@ -35,6 +42,10 @@ class Transactions(Protocol):
     async def run(self, work: Callable[[Session], T]) -> T:
         """Run `work` in one transaction: committed when it returns, rolled back if it raises
         (the exception propagates)."""
+        ...
+
+    async def run_writes(self, work: Callable[[TurnWrites], T]) -> T:
+        """Like `run`, for a function over the chat turn's statements (`TurnWrites`)."""
         ...
 
     async def aclose(self) -> None: ...
@@ -50,6 +61,9 @@ class AsyncSessionTransactions:
         async with self._sessions() as session, session.begin():
             return await session.run_sync(work)
 
+    async def run_writes(self, work: Callable[[TurnWrites], T]) -> T:
+        return await self.run(lambda session: work(SessionTurnWrites(session)))
+
     async def aclose(self) -> None:
         return None
 
@@ -63,12 +77,16 @@ class SqliteWriterThread:
         self._engine: Engine = create_engine(
             sync_url, poolclass=StaticPool, connect_args={"check_same_thread": False}
         )
+        # The turn statements on the pool's one connection, bare (set when it connects).
+        self._writes: SqliteTurnWrites | None = None
 
         @event.listens_for(self._engine, "connect")
         def _connect(dbapi_conn: Any, _record: Any) -> None:
-            # The driver's own implicit BEGIN is off, so that the "begin" hook below decides.
+            # The driver's own implicit BEGIN is off, so that the "begin" hook below and
+            # `_run_writes` decide.
             dbapi_conn.isolation_level = None
             apply_sqlite_pragmas(dbapi_conn, busy_timeout_ms)
+            self._writes = SqliteTurnWrites(dbapi_conn)
 
         @event.listens_for(self._engine, "begin")
         def _begin(conn: Any) -> None:
@@ -78,19 +96,41 @@ class SqliteWriterThread:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
+        self._thread = WriterThread("sqlite-writer")
 
     async def run(self, work: Callable[[Session], T]) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._run, work)
+        return await self._thread.call(self._run, work)
 
     def _run(self, work: Callable[[Session], T]) -> T:
         with self._sessions() as session, session.begin():
             return work(session)
 
+    async def run_writes(self, work: Callable[[TurnWrites], T]) -> T:
+        return await self._thread.call(self._run_writes, work)
+
+    def _run_writes(self, work: Callable[[TurnWrites], T]) -> T:
+        writes = self._writes or self._connect()
+        connection = writes.connection
+        # IMMEDIATE for the same reason as the "begin" hook above.
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            result = work(writes)
+            connection.commit()
+        except BaseException:
+            connection.rollback()
+            raise
+        return result
+
+    def _connect(self) -> SqliteTurnWrites:
+        # A checkout makes the pool open its one connection (the "connect" hook); the
+        # connection stays open for both kinds of work after it is handed back.
+        with self._engine.connect():
+            pass
+        assert self._writes is not None
+        return self._writes
+
     async def aclose(self) -> None:
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, self._executor.shutdown)
+        await asyncio.to_thread(self._thread.close)
         self._engine.dispose()
 
 

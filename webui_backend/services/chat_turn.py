@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import Session
 
 from model_runner.client import ChatMessage, GenerationOptions
 from webui_backend.db.models import MessageRole, MessageStatus, new_id, utcnow
@@ -231,7 +230,7 @@ class ChatTurnService:
             reply_id=new_id(),
             at=utcnow(),
         )
-        return await self._transactions.run(new_turn.store)
+        return await self._transactions.run_writes(new_turn.store)
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,10 +246,10 @@ class _NewTurn:
     reply_id: str
     at: datetime
 
-    def store(self, session: Session) -> tuple[TurnHandle, list[ChatMessage]]:
+    def store(self, writes: TurnWrites) -> tuple[TurnHandle, list[ChatMessage]]:
         """The user message and an empty `streaming` reply in the caller's transaction;
         raises NotFoundError (chat or parent), TurnKeyTakenError (the key is taken)."""
-        request, writes = self.request, TurnWrites(session)
+        request = self.request
         created_chat = request.chat_id is None
         if created_chat:
             writes.add_chat(

@@ -11,7 +11,7 @@ import asyncio
 import logging
 
 from webui_backend.db.models import utcnow
-from webui_backend.db.repositories.turn_writes import Checkpoint, TurnWrites
+from webui_backend.db.repositories.turn_writes import Checkpoint
 from webui_backend.db.transactions import Transactions
 
 log = logging.getLogger(__name__)
@@ -68,9 +68,7 @@ class ReplyCheckpointer:
             return 0
         checkpoints = [Checkpoint(turn_id, progress.text(), seq) for turn_id, progress, seq in due]
         now = utcnow()
-        await self._transactions.run(
-            lambda session: TurnWrites(session).checkpoint(checkpoints, now)
-        )
+        await self._transactions.run_writes(lambda writes: writes.checkpoint(checkpoints, now))
         for _turn_id, progress, seq in due:
             progress.saved_seq = max(progress.saved_seq, seq)
         return len(due)

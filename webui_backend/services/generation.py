@@ -14,7 +14,6 @@ from dataclasses import dataclass, field, replace
 
 from opentelemetry import trace
 from opentelemetry.trace import Span, Tracer
-from sqlalchemy.orm import Session
 
 from model_runner.client import (
     ChatMessage,
@@ -210,7 +209,9 @@ class ReplyGenerator:
         # The stored text covers every event before the finished one (`seq`).
         outcome = replace(outcome, content_seq=seq - 1)
         try:
-            await self._transactions.run(lambda session: store_reply(session, turn_id, outcome))
+            await self._transactions.run_writes(
+                lambda writes: store_reply(writes, turn_id, outcome)
+            )
         except Exception:
             log.exception("could not store reply %s", turn_id)
             error_code = "storage_error"
@@ -245,10 +246,9 @@ class ReplyGenerator:
         await self._hub.close(turn_id)
 
 
-def store_reply(session: Session, reply_id: str, outcome: ReplyOutcome) -> None:
+def store_reply(writes: TurnWrites, reply_id: str, outcome: ReplyOutcome) -> None:
     """The reply's final row and its tokens on the owner's daily usage, in one transaction."""
     now = utcnow()
-    writes = TurnWrites(session)
     writes.finish_reply(reply_id, outcome, now)
     if outcome.prompt_tokens or outcome.completion_tokens:
         writes.add_usage_for_reply(

@@ -19,6 +19,7 @@ from webui_backend.container import AppServices
 from webui_backend.db.engine import create_engine
 from webui_backend.db.job_lock import try_job_lock
 from webui_backend.db.models import Chat, Message, MessageRole, MessageStatus, utcnow
+from webui_backend.db.repositories.turn_writes import TurnWrites
 from webui_backend.db.transactions import Transactions
 from webui_backend.main import create_app
 from webui_backend.services.retention import (
@@ -268,6 +269,10 @@ class _CountingTransactions:
     async def run(self, work: Callable[[Session], T]) -> T:
         self.calls += 1
         return await self._inner.run(work)
+
+    async def run_writes(self, work: Callable[[TurnWrites], T]) -> T:
+        self.calls += 1
+        return await self._inner.run_writes(work)
 
     async def aclose(self) -> None:
         await self._inner.aclose()

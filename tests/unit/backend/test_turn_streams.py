@@ -8,7 +8,7 @@ from model_runner.client import StreamDelta, StreamStarted
 from tests.support.fake_runner_client import FakeRunnerClient, reply_script
 from webui_backend.container import AppServices
 from webui_backend.db.models import utcnow
-from webui_backend.db.repositories.turn_writes import Checkpoint, TurnWrites
+from webui_backend.db.repositories.turn_writes import Checkpoint
 from webui_backend.db.repositories.turns import TurnRepository
 from webui_backend.services.chat_turn import TurnRequest
 from webui_backend.services.turn_events import TurnDelta, TurnFinished, TurnSnapshot, WatchEvent
@@ -100,7 +100,7 @@ async def test_a_late_checkpoint_never_overwrites_a_finished_reply_or_a_newer_on
             seen.extend(await anext(events))
     assert await services.turns._generator._checkpoints.flush() == 1
     late = [Checkpoint(done.turn_id, "stale", 99), Checkpoint(live.turn_id, "older", 1)]
-    await services.transactions.run(lambda session: TurnWrites(session).checkpoint(late, utcnow()))
+    await services.transactions.run_writes(lambda writes: writes.checkpoint(late, utcnow()))
     assert await stored(services, done.turn_id) == ("complete", "one two", 3)
     assert await stored(services, live.turn_id) == ("streaming", "abc", 2)
     await services.turns.stop_turn(user_id, live.turn_id)

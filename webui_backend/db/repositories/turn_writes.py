@@ -1,9 +1,11 @@
-"""The SQL of a chat turn's own transactions, over a synchronous `Session`.
+"""The SQL of a chat turn's own transactions, behind one interface per database.
 
-These run inside `Transactions.run` (see `webui_backend/db/transactions.py`): on SQLite on the
-writer thread, elsewhere through `run_sync`. Every statement is Core and built once, because a
-turn's fixed CPU is the product's hot path and building a statement cost about as much as
-running it.
+These run inside `Transactions.run_writes` (see `webui_backend/db/transactions.py`), which
+picks the implementation once per database: on SQLite `SqliteTurnWrites`
+(`turn_writes_sqlite.py`: cached SQL text on the writer thread's own `sqlite3` connection), on
+any other database `SessionTurnWrites` here (Core over a synchronous `Session`, through
+`run_sync`). Every statement here is Core and built once, because a turn's fixed CPU is the
+product's hot path and building a statement cost about as much as running it.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from sqlalchemy import (
     Date,
@@ -46,13 +48,56 @@ class Checkpoint:
     content_seq: int
 
 
-class TurnWrites:
-    def __init__(self, session: Session) -> None:
-        self._session = session
+class TurnWrites(Protocol):
+    """The statements of a turn's transactions; the caller's transaction holds them all."""
 
     def owned_chat_leaf(self, chat_id: str, user_id: str) -> tuple[str | None] | None:
         """`(active leaf id or None,)` for a chat the user owns; None when there is no such
         chat for this user (absent and foreign look the same)."""
+        ...
+
+    def message_in_chat(self, message_id: str, chat_id: str) -> bool: ...
+
+    def add_chat(self, *, chat_id: str, user_id: str, title: str, at: datetime) -> None: ...
+
+    def add_messages(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert messages given as full column dicts (see `message_row`), in order."""
+        ...
+
+    def set_current_message(self, chat_id: str, message_id: str, at: datetime) -> None: ...
+
+    def branch_history(self, leaf_id: str) -> list[tuple[MessageRole, str]]:
+        """(role, content) from the root to `leaf_id`, oldest first."""
+        ...
+
+    def add_turn_key(self, row: dict[str, Any]) -> bool:
+        """Insert a turn key (see `turn_key_row`); False when (user, key) is taken (no
+        savepoint: ON CONFLICT DO NOTHING)."""
+        ...
+
+    def finish_reply(self, message_id: str, outcome: ReplyOutcome, at: datetime) -> None: ...
+
+    def add_usage_for_reply(
+        self, reply_id: str, *, model: str, day: date, prompt_tokens: int, completion_tokens: int
+    ) -> None:
+        """Add one request and its tokens to the reply's owner's usage for (model, day)."""
+        ...
+
+    def checkpoint(self, checkpoints: Sequence[Checkpoint], at: datetime) -> None:
+        """Store partial replies in one executemany (a statement per reply, with hundreds
+        live, held SQLite's write lock long enough for other writers to time out). Only a
+        reply still `streaming` and behind the checkpoint is written, so a late checkpoint
+        never overwrites a finished reply or a newer checkpoint."""
+        ...
+
+
+class SessionTurnWrites:
+    """`TurnWrites` as Core statements over a synchronous `Session` (any dialect)."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def owned_chat_leaf(self, chat_id: str, user_id: str) -> tuple[str | None] | None:
         row = self._session.execute(
             _leaf_statement(), {"l_chat": chat_id, "l_user": user_id}
         ).first()
@@ -71,7 +116,6 @@ class TurnWrites:
         )
 
     def add_messages(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Insert messages given as full column dicts (see `message_row`), in order."""
         self._session.execute(_message_insert(), list(rows))
 
     def set_current_message(self, chat_id: str, message_id: str, at: datetime) -> None:
@@ -80,12 +124,10 @@ class TurnWrites:
         )
 
     def branch_history(self, leaf_id: str) -> list[tuple[MessageRole, str]]:
-        """(role, content) from the root to `leaf_id`, oldest first."""
         result = self._session.execute(_branch_history_statement(), {"leaf_id": leaf_id})
         return [(row[0], row[1]) for row in result]
 
     def add_turn_key(self, row: dict[str, Any]) -> bool:
-        """Insert a turn key; False when (user, key) is taken (no savepoint: ON CONFLICT)."""
         dialect = self._session.get_bind().dialect.name
         result = self._session.execute(turn_key_insert(dialect), row)
         return bool(result.rowcount)  # type: ignore[attr-defined]
@@ -126,10 +168,6 @@ class TurnWrites:
         )
 
     def checkpoint(self, checkpoints: Sequence[Checkpoint], at: datetime) -> None:
-        """Store partial replies in one executemany (a statement per reply, with hundreds
-        live, held SQLite's write lock long enough for other writers to time out). Only a
-        reply still `streaming` and behind the checkpoint is written, so a late checkpoint
-        never overwrites a finished reply or a newer checkpoint."""
         if checkpoints:
             self._session.execute(
                 _checkpoint_statement(),
