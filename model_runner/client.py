@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
+import uuid
 from collections.abc import AsyncGenerator, Mapping, Sequence
+from contextlib import aclosing
 
 import grpc
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from model_runner.client_channels import channel_options, spreads_calls
 from model_runner.client_errors import (
     RunnerBusyError,
     RunnerDeadlineError,
@@ -36,6 +38,7 @@ from model_runner.client_errors import (
     RunnerUnsupportedError,
     error_from_rpc,
 )
+from model_runner.client_session import SessionChannel
 from model_runner.client_types import (
     ChatMessage,
     GenerationOptions,
@@ -84,44 +87,6 @@ __all__ = [
 INFERENCE_HEALTH_SERVICE = "model_runner.v1.Inference"
 
 
-# Matches the runner's default, so an oversized prompt reaches the runner's validation (a clear
-# INVALID_ARGUMENT) instead of failing locally with RESOURCE_EXHAUSTED, which reads as "busy".
-_MAX_MESSAGE_BYTES = 128 * 1024 * 1024
-
-
-# A target whose resolver may answer several addresses (`dns:///runners.internal:50051`, or
-# `ipv4:10.0.0.1:50051,10.0.0.2:50051`) is one channel over all of them, each call going to
-# the next ready address. A plain host:port keeps gRPC's default, pick_first: one runner.
-_SPREAD_SCHEMES = ("dns:", "ipv4:", "ipv6:")
-_ROUND_ROBIN_CONFIG = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
-
-
-def spreads_calls(target: str) -> bool:
-    """True when `target` is a name or list of runners whose calls round_robin spreads."""
-    return target.startswith(_SPREAD_SCHEMES)
-
-
-def _channel_options(target: str) -> list[tuple[str, int | str]]:
-    options: list[tuple[str, int | str]] = [
-        ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
-        ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
-        # Pings find a dead runner during a long silent prefill; the runner permits them.
-        ("grpc.keepalive_time_ms", 30_000),
-        ("grpc.keepalive_timeout_ms", 10_000),
-        ("grpc.keepalive_permit_without_calls", 1),
-        ("grpc.http2.max_pings_without_data", 0),
-        # Reconnect soon after a runner restart instead of backing off for minutes.
-        ("grpc.initial_reconnect_backoff_ms", 250),
-        ("grpc.min_reconnect_backoff_ms", 250),
-        ("grpc.max_reconnect_backoff_ms", 5_000),
-        # Each channel of the pool gets its own connection (and its own stream limit).
-        ("grpc.use_local_subchannel_pool", 1),
-    ]
-    if spreads_calls(target):
-        options.append(("grpc.service_config", _ROUND_ROBIN_CONFIG))
-    return options
-
-
 class GrpcRunnerClient:
     """Async client for one runner address (or a `dns:///` name with several replicas)."""
 
@@ -133,6 +98,7 @@ class GrpcRunnerClient:
         connect_timeout_s: float = 5.0,
         unary_timeout_s: float = 30.0,
         pool_size: int = 1,
+        sessions: bool = True,
     ) -> None:
         if pool_size < 1:
             raise ValueError("pool_size must be at least 1")
@@ -142,6 +108,11 @@ class GrpcRunnerClient:
         self._unary_timeout_s = unary_timeout_s
         self._pool_size = pool_size
         self._channels: list[aio.Channel] = []
+        # Chat streams share one ChatSession call per channel (fewer, larger gRPC messages),
+        # except where calls must spread over several runners: a session is one call, which
+        # round_robin would pin to one of them.
+        self._sessions_enabled = sessions and not spreads_calls(target)
+        self._sessions: dict[aio.Channel, SessionChannel] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._next = itertools.count()
 
@@ -152,7 +123,10 @@ class GrpcRunnerClient:
     async def close(self) -> None:
         """Closes the channels; cancels calls still open. The client can be used again."""
         channels, self._channels = self._channels, []
+        sessions, self._sessions = self._sessions, {}
         if self._loop is asyncio.get_running_loop():
+            for session in sessions.values():
+                await session.close()
             for channel in channels:
                 await channel.close(None)
         self._loop = None
@@ -162,9 +136,10 @@ class GrpcRunnerClient:
         if self._loop is not loop:
             # Channels belong to the loop that made them; a new loop needs new ones.
             self._channels = [
-                aio.insecure_channel(self._target, options=_channel_options(self._target))
+                aio.insecure_channel(self._target, options=channel_options(self._target))
                 for _ in range(self._pool_size)
             ]
+            self._sessions = {}
             self._loop = loop
         if self._pool_size == 1:
             return self._channels[0]
@@ -212,28 +187,83 @@ class GrpcRunnerClient:
         when the runner cannot be reached or the stream breaks (also after StreamStarted).
         """
         try:
-            request = chat_request_to_proto(messages, model, request_id, options)
+            request = chat_request_to_proto(
+                messages, model, request_id or uuid.uuid4().hex, options
+            )
         except (ValueError, TypeError) as exc:  # e.g. a negative max_tokens or seed
             raise RunnerInvalidRequestError(f"invalid generation options: {exc}") from exc
-        stub = pb_grpc.InferenceStub(await self._connected())
         timeout = self._default_timeout_s if timeout_s is None else timeout_s
-        call = stub.ChatStream(request, timeout=timeout, metadata=tuple(metadata) or None)
+        channel = await self._connected()
+        if self._sessions_enabled:
+            session = self._session_on(channel)
+            events = self._session_stream(session, request, timeout, metadata)
+            try:
+                async with aclosing(events):
+                    async for event in events:
+                        yield event
+                return
+            except RunnerUnsupportedError:
+                if not session.unimplemented:
+                    raise
+                # An older runner without ChatSession: nothing was started; use ChatStream.
+                self._sessions_enabled = False
+        events = self._call_stream(channel, request, timeout, metadata)
+        async with aclosing(events):
+            async for event in events:
+                yield event
+
+    def _session_on(self, channel: aio.Channel) -> SessionChannel:
+        session = self._sessions.get(channel)
+        if session is None or session.broken:
+            session = SessionChannel(channel, self._target)
+            self._sessions[channel] = session
+        return session
+
+    async def _session_stream(
+        self,
+        session: SessionChannel,
+        request: pb.ChatRequest,
+        timeout_s: float,
+        metadata: Sequence[tuple[str, str]],
+    ) -> AsyncGenerator[RunnerEvent, None]:
+        request_id = request.request_id
+        route = session.start(request, timeout_s, metadata)
+        finished = False
+        try:
+            while True:
+                for response in await route.take():
+                    event = self._event(response)
+                    if type(event) is StreamFinished:
+                        finished = True
+                        yield event
+                        return
+                    if type(event) is StreamStarted:
+                        route.started = True
+                    yield event
+        finally:
+            if finished:
+                session.forget(request_id)
+            else:
+                session.cancel(request_id)  # abandoned early: the runner frees the sequence
+
+    async def _call_stream(
+        self,
+        channel: aio.Channel,
+        request: pb.ChatRequest,
+        timeout_s: float,
+        metadata: Sequence[tuple[str, str]],
+    ) -> AsyncGenerator[RunnerEvent, None]:
+        stub = pb_grpc.InferenceStub(channel)
+        call = stub.ChatStream(request, timeout=timeout_s, metadata=tuple(metadata) or None)
         started = finished = False
         try:
             async for response in call:
-                kind = response.WhichOneof("event")
-                if kind == "delta":
-                    delta = response.delta
-                    yield StreamDelta(delta.text, delta.completion_tokens)
-                elif kind == "started":
+                event = self._event(response)
+                if type(event) is StreamStarted:
                     started = True
-                    s = response.started
-                    yield StreamStarted(
-                        response.request_id, s.model, s.prompt_tokens, runner=self._target
-                    )
-                elif kind == "finished":
+                elif type(event) is StreamFinished:
                     finished = True
-                    yield finished_from_proto(response.finished)
+                yield event
         except aio.AioRpcError as exc:
             raise error_from_rpc(exc, started=started, target=self._target) from exc
         finally:
@@ -243,6 +273,16 @@ class GrpcRunnerClient:
             raise RunnerUnavailableError(
                 f"the runner stream at {self._target} ended without a Finished event"
             )
+
+    def _event(self, response: pb.GenerateResponse) -> RunnerEvent:
+        kind = response.WhichOneof("event")
+        if kind == "delta":
+            delta = response.delta
+            return StreamDelta(delta.text, delta.completion_tokens)
+        if kind == "started":
+            s = response.started
+            return StreamStarted(response.request_id, s.model, s.prompt_tokens, runner=self._target)
+        return finished_from_proto(response.finished)
 
     async def abort(self, request_id: str) -> bool:
         """Aborts a request by id (from any connection); False if unknown or finished."""

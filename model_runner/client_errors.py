@@ -83,8 +83,26 @@ def error_from_rpc(error: grpc.aio.AioRpcError, *, started: bool, target: str) -
         return RunnerUnavailableError(
             f"the runner stream at {target} broke after it started ({code.name}: {details})"
         )
+    pushback = _pushback_ms(error) if code is grpc.StatusCode.RESOURCE_EXHAUSTED else None
+    return _refusal(code, details, pushback, target)
+
+
+_CODES = {code.value[0]: code for code in grpc.StatusCode}
+
+
+def error_from_code(
+    number: int, details: str, *, retry_after_ms: int | None, target: str
+) -> RunnerError:
+    """Maps a status given as a number (a ChatSession rejection), like `error_from_rpc`."""
+    code = _CODES.get(number, grpc.StatusCode.UNKNOWN)
+    return _refusal(code, details or code.name, retry_after_ms, target)
+
+
+def _refusal(
+    code: grpc.StatusCode, details: str, retry_after_ms: int | None, target: str
+) -> RunnerError:
     if code is grpc.StatusCode.RESOURCE_EXHAUSTED:
-        return RunnerBusyError(details, retry_after_ms=_pushback_ms(error))
+        return RunnerBusyError(details, retry_after_ms=retry_after_ms)
     if code is grpc.StatusCode.UNAVAILABLE:
         return RunnerUnavailableError(f"runner at {target} is unavailable: {details}")
     return _BY_STATUS.get(code, RunnerInternalError)(details)

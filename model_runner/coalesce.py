@@ -35,11 +35,7 @@ class _Pending:
         if events and type(event) is Delta:
             last = events[-1]
             if type(last) is Delta:
-                events[-1] = Delta(
-                    last.text + event.text,
-                    event.completion_tokens,
-                    last.token_ids + event.token_ids if event.token_ids else last.token_ids,
-                )
+                events[-1] = last.followed_by(event)
                 return
         events.append(event)
         self.wake()

@@ -133,6 +133,11 @@ class Delta:
     completion_tokens: int
     token_ids: tuple[int, ...] = ()
 
+    def followed_by(self, later: Delta) -> Delta:
+        """This Delta and the one after it as one (for callers that merge pending output)."""
+        ids = self.token_ids + later.token_ids if later.token_ids else self.token_ids
+        return Delta(self.text + later.text, later.completion_tokens, ids)
+
 
 @dataclass(frozen=True, slots=True)
 class Finished:

@@ -30,6 +30,7 @@ from model_runner.proto_convert import (
     model_to_proto,
     started_to_proto,
 )
+from model_runner.session import SessionCall
 from model_runner.v1 import runner_pb2 as pb
 from model_runner.v1 import runner_pb2_grpc as pb_grpc
 
@@ -68,6 +69,14 @@ class InferenceServicer(pb_grpc.InferenceServicer):
         async with aclosing(relay):
             async for message in relay:
                 yield message
+
+    async def ChatSession(
+        self, request_iterator: AsyncIterator[pb.SessionRequest], context: Context
+    ) -> AsyncIterator[pb.SessionResponse]:
+        session = SessionCall(self._engine, self._telemetry)
+        async with aclosing(session.serve(request_iterator)) as responses:
+            async for response in responses:
+                yield response
 
     async def _relay(
         self, request: GenerationRequest, call: GenerationCall

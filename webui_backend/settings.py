@@ -43,6 +43,9 @@ class Settings(BaseSettings, TelemetrySettings):
     # Upper bound on one generation call; the runner ends the stream with TIME_LIMIT at this point.
     runner_timeout_s: float = Field(default=600.0, gt=0)
     runner_connect_timeout_s: float = Field(default=5.0, gt=0)
+    # All of a worker's turns share one ChatSession call per runner (far fewer gRPC messages);
+    # false = one ChatStream call per turn, for an L7 proxy that must balance every turn.
+    runner_sessions: bool = True
     default_model: str = ""
 
     max_message_chars: int = Field(default=100_000, ge=1)

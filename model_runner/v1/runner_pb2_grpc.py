@@ -40,6 +40,11 @@ class InferenceStub:
                 request_serializer=model__runner_dot_v1_dot_runner__pb2.ChatRequest.SerializeToString,
                 response_deserializer=model__runner_dot_v1_dot_runner__pb2.GenerateResponse.FromString,
                 _registered_method=True)
+        self.ChatSession = channel.stream_stream(
+                '/model_runner.v1.Inference/ChatSession',
+                request_serializer=model__runner_dot_v1_dot_runner__pb2.SessionRequest.SerializeToString,
+                response_deserializer=model__runner_dot_v1_dot_runner__pb2.SessionResponse.FromString,
+                _registered_method=True)
         self.Generate = channel.unary_stream(
                 '/model_runner.v1.Inference/Generate',
                 request_serializer=model__runner_dot_v1_dot_runner__pb2.GenerateRequest.SerializeToString,
@@ -71,6 +76,20 @@ class InferenceServicer:
         template. Streams Started, then Delta events, then exactly one Finished. Nothing (not even
         initial metadata) is sent before the request is admitted, so a rejection can be retried on
         another replica. Cancelling the call removes the sequence from the batch at its next step.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ChatSession(self, request_iterator, context):
+        """Many chat generations over one long-lived call, for a caller that runs many at once (a
+        backend worker keeps one open per runner). The caller writes SessionRequests (start a chat,
+        cancel one) and reads SessionResponses, each carrying the events of any number of its
+        requests: per request the same sequence as ChatStream (Started, Delta..., one Finished),
+        or one SessionRejection where ChatStream would have ended with a status. gRPC costs tens of
+        microseconds of CPU per message on each side, so at many streams this pays it once per
+        batch of tokens instead of once per token. Half-closing lets live requests finish, then the
+        call ends OK; cancelling the call aborts them all.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -112,6 +131,11 @@ def add_InferenceServicer_to_server(servicer, server):
                     servicer.ChatStream,
                     request_deserializer=model__runner_dot_v1_dot_runner__pb2.ChatRequest.FromString,
                     response_serializer=model__runner_dot_v1_dot_runner__pb2.GenerateResponse.SerializeToString,
+            ),
+            'ChatSession': grpc.stream_stream_rpc_method_handler(
+                    servicer.ChatSession,
+                    request_deserializer=model__runner_dot_v1_dot_runner__pb2.SessionRequest.FromString,
+                    response_serializer=model__runner_dot_v1_dot_runner__pb2.SessionResponse.SerializeToString,
             ),
             'Generate': grpc.unary_stream_rpc_method_handler(
                     servicer.Generate,
@@ -162,6 +186,33 @@ class Inference:
             '/model_runner.v1.Inference/ChatStream',
             model__runner_dot_v1_dot_runner__pb2.ChatRequest.SerializeToString,
             model__runner_dot_v1_dot_runner__pb2.GenerateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ChatSession(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/model_runner.v1.Inference/ChatSession',
+            model__runner_dot_v1_dot_runner__pb2.SessionRequest.SerializeToString,
+            model__runner_dot_v1_dot_runner__pb2.SessionResponse.FromString,
             options,
             channel_credentials,
             insecure,

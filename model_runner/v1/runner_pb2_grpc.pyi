@@ -55,6 +55,16 @@ class InferenceStub:
     initial metadata) is sent before the request is admitted, so a rejection can be retried on
     another replica. Cancelling the call removes the sequence from the batch at its next step.
     """
+    ChatSession: _grpc.StreamStreamMultiCallable[_runner_pb2.SessionRequest, _runner_pb2.SessionResponse]
+    """Many chat generations over one long-lived call, for a caller that runs many at once (a
+    backend worker keeps one open per runner). The caller writes SessionRequests (start a chat,
+    cancel one) and reads SessionResponses, each carrying the events of any number of its
+    requests: per request the same sequence as ChatStream (Started, Delta..., one Finished),
+    or one SessionRejection where ChatStream would have ended with a status. gRPC costs tens of
+    microseconds of CPU per message on each side, so at many streams this pays it once per
+    batch of tokens instead of once per token. Half-closing lets live requests finish, then the
+    call ends OK; cancelling the call aborts them all.
+    """
     Generate: _grpc.UnaryStreamMultiCallable[_runner_pb2.GenerateRequest, _runner_pb2.GenerateResponse]
     """Like ChatStream, for a raw prompt or token ids: no chat template is applied."""
     Abort: _grpc.UnaryUnaryMultiCallable[_runner_pb2.AbortRequest, _runner_pb2.AbortResponse]
@@ -76,6 +86,16 @@ class InferenceAsyncStub(InferenceStub):
     template. Streams Started, then Delta events, then exactly one Finished. Nothing (not even
     initial metadata) is sent before the request is admitted, so a rejection can be retried on
     another replica. Cancelling the call removes the sequence from the batch at its next step.
+    """
+    ChatSession: _aio.StreamStreamMultiCallable[_runner_pb2.SessionRequest, _runner_pb2.SessionResponse]  # type: ignore[assignment]
+    """Many chat generations over one long-lived call, for a caller that runs many at once (a
+    backend worker keeps one open per runner). The caller writes SessionRequests (start a chat,
+    cancel one) and reads SessionResponses, each carrying the events of any number of its
+    requests: per request the same sequence as ChatStream (Started, Delta..., one Finished),
+    or one SessionRejection where ChatStream would have ended with a status. gRPC costs tens of
+    microseconds of CPU per message on each side, so at many streams this pays it once per
+    batch of tokens instead of once per token. Half-closing lets live requests finish, then the
+    call ends OK; cancelling the call aborts them all.
     """
     Generate: _aio.UnaryStreamMultiCallable[_runner_pb2.GenerateRequest, _runner_pb2.GenerateResponse]  # type: ignore[assignment]
     """Like ChatStream, for a raw prompt or token ids: no chat template is applied."""
@@ -101,6 +121,22 @@ class InferenceServicer(metaclass=_abc_1.ABCMeta):
         template. Streams Started, then Delta events, then exactly one Finished. Nothing (not even
         initial metadata) is sent before the request is admitted, so a rejection can be retried on
         another replica. Cancelling the call removes the sequence from the batch at its next step.
+        """
+
+    @_abc_1.abstractmethod
+    def ChatSession(
+        self,
+        request_iterator: _MaybeAsyncIterator[_runner_pb2.SessionRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_runner_pb2.SessionResponse], _abc.AsyncIterator[_runner_pb2.SessionResponse]]:
+        """Many chat generations over one long-lived call, for a caller that runs many at once (a
+        backend worker keeps one open per runner). The caller writes SessionRequests (start a chat,
+        cancel one) and reads SessionResponses, each carrying the events of any number of its
+        requests: per request the same sequence as ChatStream (Started, Delta..., one Finished),
+        or one SessionRejection where ChatStream would have ended with a status. gRPC costs tens of
+        microseconds of CPU per message on each side, so at many streams this pays it once per
+        batch of tokens instead of once per token. Half-closing lets live requests finish, then the
+        call ends OK; cancelling the call aborts them all.
         """
 
     @_abc_1.abstractmethod

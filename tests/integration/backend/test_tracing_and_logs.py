@@ -21,7 +21,8 @@ from tests.support.processes import ServiceProcess
 from tests.support.runner_process import RunnerProcess, running_runner
 
 SECRET = "a private question about tracing"
-GENERATE_SPAN = "model_runner.v1.Inference/ChatStream"
+# The backend streams every turn over its ChatSession call; the runner spans each request.
+GENERATE_SPAN = "model_runner.v1.Inference/ChatSession"
 SERVER_KIND = 2  # SPAN_KIND_SERVER in OTLP
 
 

@@ -17,9 +17,17 @@ def runner() -> Iterator[RunnerProcess]:
         yield r
 
 
-@pytest.fixture
-async def client(runner: RunnerProcess) -> AsyncIterator[GrpcRunnerClient]:
-    client = GrpcRunnerClient(runner.address, default_timeout_s=30, connect_timeout_s=5)
+@pytest.fixture(params=["session", "call"])
+async def client(
+    runner: RunnerProcess, request: pytest.FixtureRequest
+) -> AsyncIterator[GrpcRunnerClient]:
+    """Chat streams over a shared ChatSession call (the default), or one ChatStream call each."""
+    client = GrpcRunnerClient(
+        runner.address,
+        default_timeout_s=30,
+        connect_timeout_s=5,
+        sessions=request.param == "session",
+    )
     yield client
     await client.close()
 

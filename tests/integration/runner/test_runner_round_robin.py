@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from model_runner.client import ChatMessage, GrpcRunnerClient, StreamFinished, spreads_calls
+from model_runner.client import ChatMessage, GrpcRunnerClient, StreamFinished
+from model_runner.client_channels import spreads_calls
 from tests.support.runner_process import running_runner
 
 _FAST = ("--fake-tokens-per-second", "0")
