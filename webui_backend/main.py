@@ -142,6 +142,7 @@ async def _start(
                 address,
                 default_timeout_s=settings.runner_timeout_s,
                 connect_timeout_s=settings.runner_connect_timeout_s,
+                sessions=settings.runner_sessions,
             ),
             health_interval_s=settings.runner_health_interval_s,
         )
@@ -149,6 +150,7 @@ async def _start(
         runner = owned_client
     catalog = ModelCatalog(runner)
     tasks = BackgroundTasks()
+    tasks.spawn(catalog.run(), name="model-catalog-refresh")
     checkpoints = ReplyCheckpointer(transactions, interval_s=settings.checkpoint_interval_s)
     tasks.spawn(checkpoints.run(), name="reply-checkpoints")
     tasks.spawn(sweeper.run(), name="orphan-sweep")
@@ -164,6 +166,7 @@ async def _start(
         catalog=catalog,
         pool=owned_client,
     )
+    tasks.spawn(accounts.model_access.run(), name="model-policy-refresh")
     generator = ReplyGenerator(
         transactions=transactions,
         runner=runner,

@@ -67,6 +67,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="backend worker processes, e.g. 1 2 (more than one uses the Redis hub at "
         "BENCH_REDIS_URL, default redis://127.0.0.1:6379/0)",
     )
+    parser.add_argument(
+        "--single-rounds",
+        type=int,
+        default=5,
+        help="1 stream is run this many times one after another, so its TTFT p50 is a median "
+        "and not one sample (default 5)",
+    )
     args = parser.parse_args(argv)
     args.streams = args.streams or ([1, 32] if args.quick else [1, 32, 128, 512])
     args.tokens = args.tokens or (64 if args.quick else 256)
@@ -139,11 +146,19 @@ async def _sockets(
         yield list(sockets)
 
 
-async def _run_streams(streams: list[StreamFn]) -> tuple[list[StreamTiming], float]:
-    started = time.perf_counter()
-    async with asyncio.timeout(_STREAM_TIMEOUT_S):
-        timings = await asyncio.gather(*(stream() for stream in streams))
-    return list(timings), time.perf_counter() - started
+async def _run_streams(
+    streams: list[StreamFn], rounds: int = 1
+) -> tuple[list[StreamTiming], float]:
+    """Runs `streams` all at once, `rounds` times one after another (the same stream functions
+    again); returns every timing and the wall time of all rounds."""
+    timings: list[StreamTiming] = []
+    wall_s = 0.0
+    for _ in range(rounds):
+        started = time.perf_counter()
+        async with asyncio.timeout(_STREAM_TIMEOUT_S):
+            timings += await asyncio.gather(*(stream() for stream in streams))
+        wall_s += time.perf_counter() - started
+    return timings, wall_s
 
 
 async def _measure(
@@ -153,17 +168,20 @@ async def _measure(
     mode: str,
     runner: RunnerProcess,
     backend: BackendProcess | None,
+    rounds: int,
 ) -> RunFigures:
     runner_before = cpu_ms(runner.pid)
     backend_before = tree_cpu_ms(backend.service.pid) if backend else 0.0
     client_before = cpu_ms(os.getpid())
-    timings, wall_s = await _run_streams(streams)
+    timings, wall_s = await _run_streams(streams, rounds)
     backend_cpu = tree_cpu_ms(backend.service.pid) - backend_before if backend else None
     runner_cpu = cpu_ms(runner.pid) - runner_before
     # For `direct` the benchmark's own gRPC client is what a backend would pay to receive the
     # stream: reported in the backend column, in parentheses.
     client_cpu = cpu_ms(os.getpid()) - client_before if backend is None else None
-    result = figures(mode, path, timings, wall_s, backend_cpu, runner_cpu, client_cpu)
+    result = figures(
+        mode, path, timings, wall_s, backend_cpu, runner_cpu, client_cpu, streams=len(streams)
+    )
     for timing in timings:
         if timing.error:
             print(f"  {path}: stream error: {timing.error}", file=sys.stderr)
@@ -206,13 +224,19 @@ async def _one_pace(
             # Warm-up: channels, connection pools, the model catalog, SQLite pages.
             await _run_streams([direct_stream(direct, 4), sse_stream(http, 4), v1_stream(v1, 4)])
             for n in args.streams:
+                rounds = args.single_rounds if n == 1 else 1
                 for path in args.paths:
                     if path == "ws":
                         async with _sockets(backend, account.headers, n) as sockets:
                             streams = [ws_stream(ws, args.tokens) for ws in sockets]
                             rows.append(
                                 await _measure(
-                                    path, streams, mode=mode, runner=runner, backend=backend
+                                    path,
+                                    streams,
+                                    mode=mode,
+                                    runner=runner,
+                                    backend=backend,
+                                    rounds=rounds,
                                 )
                             )
                         continue
@@ -231,6 +255,7 @@ async def _one_pace(
                             mode=mode,
                             runner=runner,
                             backend=None if path == "direct" else backend,
+                            rounds=rounds,
                         )
                     )
         finally:

@@ -74,14 +74,17 @@ def figures(
     backend_cpu_ms: float | None,
     runner_cpu_ms: float,
     client_cpu_ms: float | None = None,
+    streams: int | None = None,
 ) -> RunFigures:
+    """`streams`: how many ran at once (default: every timing; a repeated single stream
+    passes 1)."""
     ttfts = [t.ttft_s * 1000 for t in timings if t.ttft_s is not None]
     gaps = [g * 1000 for t in timings for g in t.gaps_s()]
     tokens = sum(t.tokens for t in timings)
     per_1k = 1000 / tokens if tokens else float("nan")
     return RunFigures(
         mode=mode,
-        streams=len(timings),
+        streams=len(timings) if streams is None else streams,
         path=path,
         ttft_p50_ms=percentile(ttfts, 50),
         ttft_p99_ms=percentile(ttfts, 99),

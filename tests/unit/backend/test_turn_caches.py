@@ -3,15 +3,22 @@ or request of this process, and the usage upsert adds up."""
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Awaitable, Callable
 
 import pytest
 
+from model_runner.client import ModelSummary
 from tests.support.fake_runner_client import FakeRunnerClient
 from webui_backend.container import AppServices
 from webui_backend.db.models import UserRole
+from webui_backend.db.models_admin import ModelConfig
+from webui_backend.db.repositories.admin import ModelConfigRepository
 from webui_backend.errors import ForbiddenError, ModelNotFoundError, UnauthorizedError
+from webui_backend.services import admin_models
 from webui_backend.services.chat_turn import TurnRequest
+from webui_backend.services.model_catalog import ModelCatalog
 from webui_backend.services.principal import AuthenticatedUser
 from webui_backend.services.principal_cache import PrincipalCache
 from webui_backend.services.usage import UsageService
@@ -133,3 +140,89 @@ async def test_usage_adds_up_over_turns(services: AppServices) -> None:
     assert [(r.model, r.requests, r.prompt_tokens, r.completion_tokens) for r in rows] == [
         ("fake", 3, 9, 6)
     ]
+
+
+class _CountingRunner(FakeRunnerClient):
+    def __init__(self) -> None:
+        super().__init__()
+        self.list_calls = 0
+
+    async def list_models(self) -> list[ModelSummary]:
+        self.list_calls += 1
+        return await super().list_models()
+
+
+async def _eventually(
+    check: Callable[[], bool],
+    timeout_s: float = 5.0,
+    step: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    """Polls `check` (after `step`, when given) until true; fails after `timeout_s`."""
+    async with asyncio.timeout(timeout_s):
+        # Polling is the point: the refresher has no event to wait on.
+        while not check():
+            await asyncio.sleep(0.02)
+            if step is not None:
+                await step()
+
+
+async def test_the_catalog_stays_fresh_without_a_turn_waiting_for_it() -> None:
+    runner = _CountingRunner()
+    catalog = ModelCatalog(runner, ttl_s=0.2)
+    assert await catalog.list()  # nothing cached yet: this one asks
+    refresher = asyncio.create_task(catalog.run())
+    try:
+        # Well past the TTL, the list is still served from memory: the refresher keeps it.
+        await _eventually(lambda: runner.list_calls >= 4)
+        before = runner.list_calls
+        assert await catalog.list()
+        assert runner.list_calls == before
+        # A refresh failure is left to the next turn's own fetch; the refresher goes on.
+        runner.reachable = False
+        failed_from = runner.list_calls
+        await _eventually(lambda: runner.list_calls >= failed_from + 2)
+        assert not refresher.done()
+    finally:
+        refresher.cancel()
+
+
+async def test_another_workers_policy_change_is_read_in_the_background(
+    services: AppServices, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    admin, _ = await _admin_and_user(services)
+    access = services.accounts.model_access
+    await access.update(admin, "fake", {"system_prompt": "First."})
+    assert (await access.model_settings("fake")).system_prompt == "First."
+
+    # Another worker changes the row: this process hears nothing of it.
+    async with services.sessions() as session, session.begin():
+        await ModelConfigRepository(session).upsert("fake", {"system_prompt": "Second."})
+
+    single_reads = 0
+    real_get = ModelConfigRepository.get
+
+    async def counting_get(self: ModelConfigRepository, model_id: str) -> ModelConfig | None:
+        nonlocal single_reads
+        single_reads += 1
+        return await real_get(self, model_id)
+
+    monkeypatch.setattr(ModelConfigRepository, "get", counting_get)
+    monkeypatch.setattr(admin_models, "_POLICY_TTL_S", 0.6)
+    refresher = asyncio.create_task(access.run())
+    try:
+        seen: list[str] = []
+
+        async def latest() -> None:
+            seen.append((await access.model_settings("fake")).system_prompt)
+
+        await latest()
+        await _eventually(lambda: seen[-1] == "Second.", step=latest)
+        single_reads = 0
+        # Two TTLs later a turn still finds the policy cached: no query of its own.
+        for _ in range(8):
+            await asyncio.sleep(0.15)
+            await latest()
+        assert seen[-1] == "Second."
+        assert single_reads == 0
+    finally:
+        refresher.cancel()
