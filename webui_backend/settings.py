@@ -83,9 +83,8 @@ class Settings(BaseSettings, TelemetrySettings):
     # checkpointed for `orphan_grace_s`.
     orphan_sweep_interval_s: float = Field(default=5.0, gt=0)
     orphan_grace_s: float = Field(default=10.0, ge=0)
-    # A WebSocket whose client does not read: frames queued per connection, and how long one
-    # send may wait before the connection is closed (4008) and its memory released.
-    ws_outbox_frames: int = Field(default=64, ge=4)
+    # A WebSocket whose client does not read: how long one send may wait before the
+    # connection is closed (4008) and its memory released.
     ws_send_timeout_s: float = Field(default=30.0, gt=0)
     # How often an open WebSocket checks that its credentials still admit an active account
     # (disabled, logged out, password changed, back to pending): it is closed (4401/4403)

@@ -52,8 +52,8 @@ CLOSE_INTERNAL_ERROR = 1011
 
 # A client that stopped reading: its connection is dropped (see `ws_send_timeout_s`).
 CLOSE_TOO_SLOW = 4008
-# Turns one socket may watch at once. Each watch can hold one serialized frame while the
-# outbox is full, so this (with the outbox size) bounds a connection's memory.
+# Turns one socket may watch at once. Each watch holds at most one serialized frame while the
+# socket is busy, so this bounds a connection's memory.
 MAX_WATCHES_PER_SOCKET = 64
 
 
@@ -68,29 +68,38 @@ async def chat_socket(websocket: WebSocket, services: ServicesDep, user: Current
 
 
 class _Connection:
-    """One socket: a reader of client frames, a relay task per watched turn, and ONE writer.
+    """One socket: a reader of client frames and a relay task per watched turn.
 
-    Relays and replies put frames into a bounded outbox; only the writer touches the socket.
-    When the client reads slowly the outbox fills, the relays stop pulling from the hub, and the
-    hub's cursor hands them everything they missed as one batch (one merged delta) later. A
-    client that does not read at all is disconnected after `ws_send_timeout_s`, releasing its
-    memory; the generation and other clients never wait for it.
+    Relays and replies write their frames themselves, one at a time (`_send`). When the client
+    reads slowly a relay waits on its send, stops pulling from the hub, and the hub's cursor
+    hands it everything it missed as one batch (one merged delta) later. A client that does
+    not read at all is disconnected after `ws_send_timeout_s`, releasing its memory; the
+    generation and other clients never wait for it.
     """
 
     def __init__(self, ws: WebSocket, services: AppServices, user: AuthenticatedUser) -> None:
         self._ws = ws
         self._services = services
         self._user = user
-        settings = services.settings
-        self._outbox: asyncio.Queue[str] = asyncio.Queue(maxsize=settings.ws_outbox_frames)
-        self._send_timeout_s = settings.ws_send_timeout_s
+        # Senders take turns on the socket: a frame waits for the lock, not in a queue, so a
+        # relayed token costs no hop through a writer task (a relay waiting here holds one
+        # frame and pulls nothing more from the hub, which merges what it misses).
+        self._send_lock = asyncio.Lock()
+        # Set once the socket cannot be written (the client is gone or stopped reading).
+        self._unwritable = asyncio.Event()
+        # While a send is in progress: when it began and which task is sending. A watchdog
+        # reads them instead of a timer around every send (a timer per relayed token cost
+        # about a tenth of the event loop's time at 32 streams).
+        self._send_started: float | None = None
+        self._sender: asyncio.Task[object] | None = None
         # One relay per watched turn: subscribing again to a turn replaces its relay.
         self._watchers: dict[str, asyncio.Task[None]] = {}
 
     async def serve(self) -> None:
         tasks = (
             asyncio.create_task(self._read()),
-            asyncio.create_task(self._write()),
+            asyncio.create_task(self._unwritable.wait()),
+            asyncio.create_task(self._watch_sends()),
             asyncio.create_task(self._recheck()),
         )
         try:
@@ -114,24 +123,23 @@ class _Connection:
                 continue
             await self._handle(raw)
 
-    async def _write(self) -> None:
-        """The only task that sends on the socket; ends when the client cannot keep up."""
-        ws = self._ws
-        outbox = self._outbox
+    async def _watch_sends(self) -> None:
+        """Ends the connection once a send has waited `ws_send_timeout_s`: the client stopped
+        reading. Checked a few times per timeout, so the cut comes within a quarter of it (at
+        most a second) after the deadline."""
+        timeout = self._services.settings.ws_send_timeout_s
+        loop = asyncio.get_running_loop()
         while True:
-            text = await outbox.get()
-            try:
-                # asyncio.timeout, not wait_for: wait_for wraps every send in a new task, and
-                # this runs once per relayed frame.
-                async with asyncio.timeout(self._send_timeout_s):
-                    await ws.send_text(text)
-            except TimeoutError:
-                log.info("closing a WebSocket whose client stopped reading")
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(ws.close(CLOSE_TOO_SLOW), 1.0)
-                return
-            except (WebSocketDisconnect, RuntimeError, OSError):
-                return
+            await asyncio.sleep(min(1.0, timeout / 4))
+            started = self._send_started
+            if started is not None and loop.time() - started > timeout:
+                break
+        log.info("closing a WebSocket whose client stopped reading")
+        # Returning ends the connection (serve() waits for the first task to end).
+        if self._sender is not None:
+            self._sender.cancel()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._ws.close(CLOSE_TOO_SLOW), 1.0)
 
     async def _recheck(self) -> None:
         """Close the socket once its account may no longer use it (disabled, logged out,
@@ -245,7 +253,19 @@ class _Connection:
             await self._send(error_event(exc.code, exc.message, None, turn_id=turn_id))
 
     async def _send(self, event: dict[str, object]) -> None:
-        await self._outbox.put(dumps(event))
+        """Writes one frame; ends the connection when the client cannot keep up."""
+        text = dumps(event)
+        async with self._send_lock:
+            if self._unwritable.is_set():
+                return
+            self._send_started = asyncio.get_running_loop().time()
+            self._sender = asyncio.current_task()
+            try:
+                await self._ws.send_text(text)
+            except (WebSocketDisconnect, RuntimeError, OSError):
+                self._unwritable.set()
+            finally:
+                self._send_started = self._sender = None
 
     async def close(self) -> None:
         watchers = list(self._watchers.values())

@@ -10,6 +10,7 @@ several workers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
@@ -96,7 +97,7 @@ class TurnLog:
     """One turn's recent events with cursors. Bounded: past `max_events` the oldest are
     dropped, and a subscriber whose cursor falls behind gets ReplayRangeLostError."""
 
-    __slots__ = ("base_seq", "closed_at", "events", "max_events", "owner_id", "stop", "waiter")
+    __slots__ = ("base_seq", "closed_at", "events", "max_events", "owner_id", "stop", "waiters")
 
     def __init__(self, owner_id: str, first_seq: int, max_events: int) -> None:
         self.owner_id = owner_id
@@ -106,8 +107,9 @@ class TurnLog:
         self.max_events = max_events
         self.closed_at: float | None = None
         self.stop: asyncio.Future[None] | None = None
-        # Created only while someone waits, so publishing to an unwatched turn costs an append.
-        self.waiter: asyncio.Future[None] | None = None
+        # One future per waiting reader, so publishing to an unwatched turn costs an append and
+        # a reader that is cancelled (its socket dropped) cancels only its own future.
+        self.waiters: list[asyncio.Future[None]] = []
 
     def append(self, event: TurnEvent) -> None:
         events = self.events
@@ -119,17 +121,16 @@ class TurnLog:
             drop = max(len(events) - self.max_events, self.max_events // 4)
             del events[:drop]
             self.base_seq += drop
-        waiter = self.waiter
-        if waiter is not None:
-            self.waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
+        if self.waiters:
+            self._wake()
 
     def finish(self) -> None:
         self.closed_at = time.monotonic()
-        waiter = self.waiter
-        if waiter is not None:
-            self.waiter = None
+        self._wake()
+
+    def _wake(self) -> None:
+        waiters, self.waiters = self.waiters, []
+        for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
 
@@ -153,11 +154,16 @@ class TurnLog:
                 raise ReplayRangeLostError(cursor)
             if self.closed_at is not None:
                 return
-            if self.waiter is None:
-                self.waiter = asyncio.get_running_loop().create_future()
-            # Shielded: the waiter is shared by every reader of this turn, and cancelling one
-            # reader (its socket dropped) must not cancel the future the others wait on.
-            await asyncio.shield(self.waiter)
+            # Not one future shared through asyncio.shield: shield costs every reader an extra
+            # pass of the event loop per event.
+            waiter = asyncio.get_running_loop().create_future()
+            self.waiters.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                with contextlib.suppress(ValueError):  # already woken and taken off the list
+                    self.waiters.remove(waiter)
+                raise
 
 
 class InProcessTurnHub:

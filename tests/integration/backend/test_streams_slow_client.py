@@ -42,7 +42,6 @@ def runner() -> Iterator[RunnerProcess]:
 def backend(runner: RunnerProcess, tmp_path: Path) -> Iterator[BackendProcess]:
     env = {
         "WEBUI_WS_SEND_TIMEOUT_S": str(_SEND_TIMEOUT_S),
-        "WEBUI_WS_OUTBOX_FRAMES": "4",
         "WEBUI_MAX_MESSAGE_CHARS": "1000000",
         "WEBUI_MAX_WS_FRAME_BYTES": "4194304",
         "WEBUI_CHAT_MESSAGES_PER_MINUTE": "0",
@@ -180,7 +179,7 @@ async def test_a_client_that_never_reads_is_dropped_without_hurting_others(
         "asked for; "
         f"{read} bytes reached the client; close code {code}"
     )
-    # Queuing every request would hold ~95 MB here; one outbox plus a frame per watch is less.
+    # Queuing every request would hold ~95 MB here; a frame per watch is less.
     assert peak_mb - baseline_mb < 64
     assert read < 40 * 1024 * 1024
     assert code in (4008, None)  # the close frame is sent if the socket buffer has room
