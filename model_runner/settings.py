@@ -83,6 +83,12 @@ class RunnerSettings(BaseSettings, TelemetrySettings):
     llamacpp_n_seq_max: int = Field(
         default=4, ge=1, le=256, description="Sequences llama.cpp decodes in one batch"
     )
+    llamacpp_extra_buffers: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="llama.cpp's repacked weight layouts (AVX2/AVX-512 repack, AMX); auto = "
+        "off on CPUs that advertise AMX (its kernels crashed a VM that advertises AMX with an "
+        "illegal instruction), on elsewhere",
+    )
 
     # The transformers backend (and model files of any local backend).
     threads: int = Field(

@@ -21,7 +21,9 @@ a cancelled one has them removed at the next step.
 Options (LoadModel `options` or the settings): `threads` (`RUNNER_LLAMACPP_THREADS`),
 `max_context_tokens` (`RUNNER_LLAMACPP_CONTEXT_TOKENS`: KV cells in all; default: the model's
 training context, at most 8192), `n_seq_max` (`RUNNER_LLAMACPP_N_SEQ_MAX`, default 4: sequences
-per batch), `n_gpu_layers` (default 0; -1 = all, with a GPU build). Unset sampling fields take
+per batch), `n_gpu_layers` (default 0; -1 = all, with a GPU build). `RUNNER_LLAMACPP_EXTRA_BUFFERS`
+(auto/on/off) decides whether llama.cpp repacks weights for its CPU kernels; auto is off on CPUs
+that advertise AMX (see `llamacpp_context.use_extra_buffers`). Unset sampling fields take
 llama.cpp's defaults (temperature 0.8, top_k 40, top_p 0.95, min_p 0.05).
 """
 
@@ -48,6 +50,7 @@ from model_runner.backends.llamacpp_context import (
     gguf_path,
     open_context,
     quantization,
+    use_extra_buffers,
 )
 from model_runner.domain import Conversation
 from model_runner.errors import InvalidArgument, ModelNotFound, ModelNotLoaded, NotSupported
@@ -113,6 +116,7 @@ class LlamaCppBackend:
                 options, "n_seq_max", self._settings.llamacpp_n_seq_max, minimum=1
             ),
             gpu_layers=_int_option(options, "n_gpu_layers", 0, minimum=-1),
+            extra_buffers=use_extra_buffers(self._settings.llamacpp_extra_buffers),
         )
         max_parallel = int(llama_cpp.llama_max_parallel_sequences())
         if config.n_seq_max > max_parallel:

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from model_runner.backends.cpu_flags import cpu_flags
 from model_runner.errors import ModelNotFound
 
 _DEFAULT_MAX_CONTEXT = 8192
@@ -15,13 +16,35 @@ _QUANT_PREFIXES = ("Q", "IQ", "F16", "F32", "BF16", "TQ")
 
 
 class ContextConfig:
-    __slots__ = ("gpu_layers", "n_ctx", "n_seq_max", "threads")
+    __slots__ = ("extra_buffers", "gpu_layers", "n_ctx", "n_seq_max", "threads")
 
-    def __init__(self, *, threads: int, n_ctx: int, n_seq_max: int, gpu_layers: int) -> None:
+    def __init__(
+        self,
+        *,
+        threads: int,
+        n_ctx: int,
+        n_seq_max: int,
+        gpu_layers: int,
+        extra_buffers: bool = True,
+    ) -> None:
         self.threads = threads
         self.n_ctx = n_ctx
         self.n_seq_max = n_seq_max
         self.gpu_layers = gpu_layers
+        self.extra_buffers = extra_buffers
+
+
+def use_extra_buffers(setting: str) -> bool:
+    """Whether llama.cpp may repack weights for its CPU kernels (`llamacpp_extra_buffers`).
+
+    `auto` is off where the CPU advertises AMX: on a 2-core cloud VM that lists `amx_tile`
+    (and whose kernel grants the AMX permission), llama.cpp's AMX kernels died with SIGILL at
+    `tileloadd` on the first batch of more than one token of the default Q4_1 model, which
+    kills the runner. Without extra buffers the same model runs on the AVX-512 kernels.
+    """
+    if setting == "auto":
+        return "amx_tile" not in cpu_flags()
+    return setting == "on"
 
 
 def open_context(llama_cpp: Any, path: Path, config: ContextConfig) -> tuple[Any, Any, int]:
@@ -34,6 +57,7 @@ def open_context(llama_cpp: Any, path: Path, config: ContextConfig) -> tuple[Any
     llama_cpp.llama_backend_init()
     model_params = llama_cpp.llama_model_default_params()
     model_params.n_gpu_layers = 0x7FFFFFFF if config.gpu_layers == -1 else config.gpu_layers
+    model_params.use_extra_bufts = config.extra_buffers
     model: Any = _internals.LlamaModel(path_model=str(path), params=model_params, verbose=False)
     try:
         trained = model.n_ctx_train()

@@ -31,6 +31,7 @@ from typing import Any
 
 from model_runner.backends.base import GenerationStep, ModelInfo, ModelSpec, SequenceParams
 from model_runner.backends.chat_format import openai_messages
+from model_runner.backends.cpu_flags import cpu_flags
 from model_runner.batching.sampling import ModelDefaults
 from model_runner.batching.scheduler import BatchScheduler, SchedulerStats
 from model_runner.batching.stream import SequenceStream
@@ -301,17 +302,9 @@ def _pick_dtype(name: str, device: Any) -> Any:
     return torch.bfloat16 if cpu_has_amx_bf16() else torch.float32
 
 
-@functools.cache
 def cpu_has_amx_bf16() -> bool:
     """True when the CPU has AMX bf16 tile units (Linux: the `amx_bf16` flag)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("flags"):
-                    return "amx_bf16" in line.split()
-    except OSError:
-        pass
-    return False
+    return "amx_bf16" in cpu_flags()
 
 
 def _pick_threads(requested: int, device: Any) -> int:

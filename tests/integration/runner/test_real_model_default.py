@@ -1,10 +1,13 @@
-"""End to end with the real default model (SmolLM2-135M-Instruct): one load, one question.
+"""End to end with the real default model (SmolLM2-135M-Instruct): one load, one question, on
+each local backend.
 
 Runs in the normal suite. The first run on a machine converts the packaged GGUF into the cache
 (`RUNNER_CACHE_DIR`, default ~/.cache/model-runner; ~20-40 s); later runs load in seconds.
 """
 
 from __future__ import annotations
+
+import asyncio
 
 import pytest
 
@@ -15,6 +18,8 @@ from model_runner.client import (
     StreamDelta,
     StreamFinished,
 )
+from model_runner.models.default_model import SMOLLM2, locate_packaged_gguf
+from tests.support.extras import require_extra
 from tests.support.runner_process import running_runner
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
@@ -41,3 +46,33 @@ async def test_default_model_knows_the_capital_of_france() -> None:
     assert finished.reason == "eos"
     answer = "".join(e.text for e in events if isinstance(e, StreamDelta))
     assert "Paris" in answer, answer
+
+
+async def test_default_model_through_llamacpp_answers_with_several_chats_batched() -> None:
+    # The packaged Q4_1 GGUF itself, several chats in one batch: on a VM that advertises AMX,
+    # llama.cpp's AMX kernels killed the runner with SIGILL on the first prompt of more than
+    # one token (RUNNER_LLAMACPP_EXTRA_BUFFERS=auto now leaves them off there).
+    require_extra("llama_cpp", "llamacpp")
+    source = str(locate_packaged_gguf(SMOLLM2))
+    args = ("--backend", "llamacpp", "--model", "smollm2-135m-instruct", "--model-source", source)
+    with running_runner(*args, timeout_s=120) as runner:
+        client = GrpcRunnerClient(runner.address, default_timeout_s=120, connect_timeout_s=5)
+        try:
+            answers = await asyncio.gather(
+                *(_answer(client, "What is the capital of Germany?") for _ in range(3))
+            )
+        finally:
+            await client.close()
+    for answer in answers:
+        assert "Berlin" in answer, answer
+
+
+async def _answer(client: GrpcRunnerClient, question: str) -> str:
+    parts = []
+    async for event in client.chat_stream(
+        [ChatMessage("user", question)],
+        options=GenerationOptions(temperature=0.0, max_tokens=32),
+    ):
+        if isinstance(event, StreamDelta):
+            parts.append(event.text)
+    return "".join(parts)
