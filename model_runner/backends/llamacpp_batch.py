@@ -14,8 +14,9 @@ Sequences join between decode steps (when a slot is free; the rest wait in arriv
 leave when they end (end-of-generation, a stop token, max_tokens) or when their reader goes
 away (`leave()`, from the backend iterator's `finally`). A sequence that left by cancellation
 has its KV cells removed at the next step. One that ended normally keeps them as a prefix
-cache: the next sequence takes the free slot whose cached tokens share the longest prefix with
-its prompt and only prefills the rest (follow-up turns of one chat stay cheap).
+cache: a new sequence takes the free slot whose cache its prompt continues and only prefills
+the rest (follow-up turns of one chat stay cheap); otherwise an empty slot, so that another
+chat's cache survives; only when none is empty, the slot sharing the longest prefix.
 
 Each sequence samples with its own llama.cpp sampler chain (the same chain llama-cpp-python's
 `Llama` builds, so greedy is argmax and seeded sampling is reproducible per sequence).
@@ -30,7 +31,7 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from model_runner.backends.base import SequenceParams
@@ -38,6 +39,11 @@ from model_runner.backends.base import SequenceParams
 logger = logging.getLogger(__name__)
 
 _PENALTY_LAST_N = 64  # as llama-cpp-python's `Llama` (last_n_tokens_size)
+# A prompt "continues" a slot's cache when it shares all but this many of the cached tokens
+# (and at least half of them): the last generated token is never decoded into the cache, and
+# a reply tokenized again in the next turn's prompt can differ from the sampled ids near its
+# end.
+_CONTINUATION_SLACK = 16
 
 
 class SequenceEnded:
@@ -58,6 +64,7 @@ class BatchStats:
     decode_calls: int = 0
     sequence_steps: int = 0
     max_sequences: int = 0
+    prompt_tokens_reused: int = 0  # prompt tokens found in a slot's cache, not prefilled again
 
 
 @dataclass(eq=False, slots=True)
@@ -178,13 +185,15 @@ class BatchDecoder:
             sequence.deliver(closed)
 
     def _start(self, sequence: Sequence) -> None:
-        """Gives the sequence the free slot that caches the longest prefix of its prompt."""
         prompt = list(sequence.params.prompt_token_ids)
-        slot = max(self._free_slots, key=lambda s: _common(self._slot_cache.get(s, []), prompt))
+        slot = self._pick_slot(prompt)
         self._free_slots.remove(slot)
         cached = self._slot_cache.pop(slot, [])
         # Reuse the common prefix, but decode at least the last prompt token: it gives logits.
         reuse = min(_common(cached, prompt), len(prompt) - 1)
+        self._stats = replace(
+            self._stats, prompt_tokens_reused=self._stats.prompt_tokens_reused + reuse
+        )
         self._lib.llama_memory_seq_rm(self._memory, slot, reuse, -1)
         sequence.slot = slot
         sequence.n_past = reuse
@@ -192,6 +201,31 @@ class BatchDecoder:
         sequence.pending = prompt[reuse:]
         sequence.sampler = _sampler_chain(self._lib, self._model, sequence.params)
         self._active.append(sequence)
+
+    def _pick_slot(self, prompt: list[int]) -> int:
+        """The free slot for a new sequence: the one whose cache the prompt continues (the next
+        turn of the same chat), else an empty one, else the one sharing the longest prefix.
+
+        Chats that share only a template or system prompt must not take each other's slots
+        while one is empty: that saved a few dozen tokens of prefill now and cost the evicted
+        chat its whole prefix at its next turn.
+        """
+        best, best_common, empty = -1, -1, -1
+        for slot in self._free_slots:
+            cached = self._slot_cache.get(slot)
+            if not cached:
+                if empty < 0:
+                    empty = slot
+                continue
+            common = _common(cached, prompt)
+            continues = common >= max(len(cached) - _CONTINUATION_SLACK, len(cached) // 2, 1)
+            if continues and common > best_common:
+                best, best_common = slot, common
+        if best >= 0:
+            return best
+        if empty >= 0:
+            return empty
+        return max(self._free_slots, key=lambda s: _common(self._slot_cache.get(s, []), prompt))
 
     def _drop(self, sequence: Sequence, *, keep_cells: bool) -> None:
         if sequence not in self._active:
@@ -226,10 +260,12 @@ class BatchDecoder:
                     outputs.append((sequence, n - 1))
         batch.n_tokens = n
         rc = self._lib.llama_decode(self._ctx, batch)
-        self._stats = BatchStats(
-            self._stats.decode_calls + 1,
-            self._stats.sequence_steps + carried,
-            max(self._stats.max_sequences, carried),
+        stats = self._stats
+        self._stats = replace(
+            stats,
+            decode_calls=stats.decode_calls + 1,
+            sequence_steps=stats.sequence_steps + carried,
+            max_sequences=max(stats.max_sequences, carried),
         )
         if rc != 0:
             error = RuntimeError(f"llama_decode failed (code {rc})")

@@ -187,3 +187,25 @@ async def test_a_missing_file_is_not_found(tmp_path: Path) -> None:
     backend = LlamaCppBackend(RunnerSettings())
     with pytest.raises(ModelNotFound, match="GGUF"):
         await backend.load(ModelSpec("x", str(tmp_path / "missing.gguf")))
+
+
+async def test_a_new_chat_leaves_another_chats_cached_turn_alone(tiny: TinyModel) -> None:
+    # Two slots. Chat A runs; chat B shares the start of A's prompt (as chats share a chat
+    # template and system prompt) but is not A's next turn: it takes the empty slot, so A's
+    # next turn finds its whole previous turn cached.
+    backend = LlamaCppBackend(RunnerSettings(llamacpp_n_seq_max=2))
+    await backend.load(ModelSpec("tiny", str(tiny.gguf_path)))
+    try:
+        greedy_sampling = SamplingParams(temperature=0.0)
+        a = await backend.tokenize(PROMPTS[2])
+        b = a[: len(a) // 2] + await backend.tokenize(PROMPTS[1])
+        a_reply = await _tokens(backend, SequenceParams(a, 6, greedy_sampling, 0, ignore_eos=True))
+        await _tokens(backend, SequenceParams(b, 6, greedy_sampling, 0, ignore_eos=True))
+        before = backend.batch_stats().prompt_tokens_reused
+        next_turn = a + a_reply + await backend.tokenize(PROMPTS[0])
+        await _tokens(backend, SequenceParams(next_turn, 2, greedy_sampling, 0, ignore_eos=True))
+        reused = backend.batch_stats().prompt_tokens_reused - before
+    finally:
+        await backend.unload()
+    # The cache holds A's prompt and every reply token but the last (sampled, never decoded).
+    assert reused == len(a) + len(a_reply) - 1
