@@ -210,7 +210,8 @@ class BatchDecoder:
         while one is empty: that saved a few dozen tokens of prefill now and cost the evicted
         chat its whole prefix at its next turn.
         """
-        best, best_common, empty = -1, -1, -1
+        continued = empty = longest = -1
+        continued_common = longest_common = -1
         for slot in self._free_slots:
             cached = self._slot_cache.get(slot)
             if not cached:
@@ -218,14 +219,15 @@ class BatchDecoder:
                     empty = slot
                 continue
             common = _common(cached, prompt)
+            if common > longest_common:
+                longest, longest_common = slot, common
             continues = common >= max(len(cached) - _CONTINUATION_SLACK, len(cached) // 2, 1)
-            if continues and common > best_common:
-                best, best_common = slot, common
-        if best >= 0:
-            return best
-        if empty >= 0:
-            return empty
-        return max(self._free_slots, key=lambda s: _common(self._slot_cache.get(s, []), prompt))
+            if continues and common > continued_common:
+                continued, continued_common = slot, common
+        for slot in (continued, empty, longest):
+            if slot >= 0:
+                return slot
+        raise RuntimeError("no free slot")  # callers only start a sequence when one is free
 
     def _drop(self, sequence: Sequence, *, keep_cells: bool) -> None:
         if sequence not in self._active:
