@@ -9,6 +9,8 @@ from grpc import aio
 from model_runner.client import GrpcRunnerClient
 from tests.support.runner_process import RunnerProcess, running_runner
 
+SLOW = "/tps 20 /long 1000"  # 50 s of output: ends only when the test ends it
+
 
 @pytest.fixture(scope="module")
 def runner() -> Iterator[RunnerProcess]:

@@ -24,9 +24,9 @@ from model_runner.v1 import runner_pb2 as pb
 from model_runner.v1 import runner_pb2_grpc as pb_grpc
 from tests.support.runner_process import running_runner, start_runner
 
-pytestmark = pytest.mark.integration
+from .conftest import SLOW
 
-SLOW = "/tps 20 /long 1000"
+pytestmark = pytest.mark.integration
 
 
 async def test_queue_full_is_resource_exhausted_with_pushback() -> None:

@@ -27,11 +27,9 @@ from model_runner.v1 import runner_pb2 as pb
 from model_runner.v1 import runner_pb2_grpc as pb_grpc
 from tests.support.runner_process import RunnerProcess, running_runner
 
-from .conftest import eventually
+from .conftest import SLOW, eventually
 
 pytestmark = pytest.mark.integration
-
-SLOW = "/tps 20 /long 1000"  # 50 s of output: ends only when the test ends it
 
 
 def chat(request_id: str, text: str | None, model: str = "") -> pb.SessionRequest:

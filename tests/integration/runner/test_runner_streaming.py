@@ -22,11 +22,9 @@ from model_runner.v1 import runner_pb2 as pb
 from model_runner.v1 import runner_pb2_grpc as pb_grpc
 from tests.support.runner_process import RunnerProcess
 
-from .conftest import eventually
+from .conftest import SLOW, eventually
 
 pytestmark = pytest.mark.integration
-
-SLOW = "/tps 20 /long 1000"  # 50 s of output: ends only when the test ends it
 
 
 async def stream(client: GrpcRunnerClient, text: str, **kwargs: object) -> list[RunnerEvent]:
