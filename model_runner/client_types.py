@@ -62,6 +62,7 @@ class StreamFinished:
     ttft_ms: float
     total_ms: float
     error_message: str
+    cached_prompt_tokens: int = 0  # prompt tokens the runner's prefix cache served
 
 
 RunnerEvent = StreamStarted | StreamDelta | StreamFinished
@@ -203,6 +204,7 @@ def finished_from_proto(finished: pb.Finished) -> StreamFinished:
         ttft_ms=usage.ttft_ns / 1e6,
         total_ms=usage.total_ns / 1e6,
         error_message=finished.error_message,
+        cached_prompt_tokens=usage.cached_prompt_tokens,
     )
 
 

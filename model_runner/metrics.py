@@ -13,6 +13,7 @@ GIL keeps consistent enough for a gauge).
 | runner_queue_wait_seconds | histogram | model |
 | runner_generated_tokens_total | counter | model |
 | runner_prompt_tokens_total | counter | model |
+| runner_cached_prompt_tokens_total | counter | model (prompt tokens a prefix cache served) |
 | runner_decode_tokens_per_second | histogram | model (per request, after its first token) |
 | runner_model_load_seconds | histogram | model, backend |
 | runner_model_loads_total | counter | model, backend, outcome (ok, failed) |
@@ -89,6 +90,12 @@ class RunnerMetrics:
             "runner_generated_tokens", "Completion tokens generated", ["model"], registry=r
         )
         self._prompt = Counter("runner_prompt_tokens", "Prompt tokens", ["model"], registry=r)
+        self._cached = Counter(
+            "runner_cached_prompt_tokens",
+            "Prompt tokens served from a prefix cache, not computed",
+            ["model"],
+            registry=r,
+        )
         self._rate = Histogram(
             "runner_decode_tokens_per_second",
             "Per request: completion tokens per second after the first token",
@@ -117,6 +124,8 @@ class RunnerMetrics:
         usage = event.usage
         self._requests.labels(model, event.reason.value).inc()
         self._prompt.labels(model).inc(usage.prompt_tokens)
+        if usage.cached_prompt_tokens:
+            self._cached.labels(model).inc(usage.cached_prompt_tokens)
         self._queue_wait.labels(model).observe(usage.queue_ns / 1e9)
         if usage.completion_tokens:
             self._generated.labels(model).inc(usage.completion_tokens)

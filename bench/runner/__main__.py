@@ -5,7 +5,7 @@
 
 For each backend (transformers; llamacpp when its extra is installed, on the packaged GGUF of
 the same model): first the bare engine (the backend object in this process, no gRPC, no
-engine) runs `--single` requests one at a time after one untimed warm-up request: their mean
+engine) runs `--single` requests one at a time after one untimed warm-up request: their median
 TTFT and tokens/s are the single-stream baseline. Then a real runner process (gRPC, engine,
 admission) serves, after a warm-up, the same `--single` requests one at a time (level 1), and
 N chats at once for every other level N. Every request is a different prompt ("Write a long,
@@ -64,7 +64,9 @@ class Result:
 
     @property
     def ttft_ms(self) -> float:
-        return statistics.mean(self.ttft_s) * 1000
+        # The median: one request that lands on a busy moment of a shared VM moved the mean
+        # of four by up to 40 % between runs (docs/benchmarks.md).
+        return statistics.median(self.ttft_s) * 1000
 
     @property
     def tokens_per_s(self) -> float:
@@ -171,7 +173,7 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument(
-        "--single", type=int, default=4, help="requests for the single-stream figures"
+        "--single", type=int, default=8, help="requests for the single-stream figures"
     )
     parser.add_argument("--backends", nargs="+", default=None, help="default: every local one")
     args = parser.parse_args()

@@ -88,11 +88,14 @@ class GenerationStep(NamedTuple):
     backend merges steps for a slow reader). `text` is what they decode to, UTF-8-complete
     (possibly empty while a multi-byte character is incomplete). `eos` says the sequence ended
     naturally after these tokens; the EOS token itself is neither in `token_ids` nor counted.
+    `cached_prompt_tokens`, on a sequence's first step only: how many prompt tokens a backend
+    with a prefix cache found there instead of computing them (reported in the usage).
     """
 
     token_ids: Sequence[int]
     text: str
     eos: bool = False
+    cached_prompt_tokens: int = 0
 
 
 class Backend(Protocol):

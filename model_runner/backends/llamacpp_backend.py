@@ -210,6 +210,8 @@ class LlamaCppBackend:
         loaded.decoder.join(sequence)
         try:
             produced = 0
+            # Set by the decode thread before it delivered the first token.
+            cached = -1
             while produced < params.max_tokens:
                 item = await queue.get()
                 ids: list[int] = []
@@ -229,7 +231,11 @@ class LlamaCppBackend:
                 produced += len(ids)
                 # Pushed one by one: the text is then the same however the tokens were merged.
                 text = "".join([detokenizer.push((token_id,)) for token_id in ids])
-                yield GenerationStep(tuple(ids), text, eos)
+                if cached < 0:
+                    cached = sequence.reused
+                    yield GenerationStep(tuple(ids), text, eos, cached)
+                else:
+                    yield GenerationStep(tuple(ids), text, eos)
                 if eos:
                     return
         finally:

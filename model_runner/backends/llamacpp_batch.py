@@ -16,7 +16,10 @@ away (`leave()`, from the backend iterator's `finally`). A sequence that left by
 has its KV cells removed at the next step. One that ended normally keeps them as a prefix
 cache: a new sequence takes the free slot whose cache its prompt continues and only prefills
 the rest (follow-up turns of one chat stay cheap); otherwise an empty slot, so that another
-chat's cache survives; only when none is empty, the slot sharing the longest prefix.
+chat's cache survives; only when none is empty, the slot sharing the longest prefix. When
+another slot (a finished chat's cache or a running sequence) holds a longer prefix of the
+prompt than the chosen slot, as chats that share a system prompt do, llama.cpp copies that
+slot's cells into the chosen one and only the rest of the prompt is prefilled.
 
 Each sequence samples with its own llama.cpp sampler chain (the same chain llama-cpp-python's
 `Llama` builds, so greedy is argmax and seeded sampling is reproducible per sequence).
@@ -44,6 +47,9 @@ _PENALTY_LAST_N = 64  # as llama-cpp-python's `Llama` (last_n_tokens_size)
 # a reply tokenized again in the next turn's prompt can differ from the sampled ids near its
 # end.
 _CONTINUATION_SLACK = 16
+# A new sequence copies another slot's cells when they hold at least this many more of its
+# prompt's leading tokens than its own slot does (chats that share a system prompt).
+_MIN_COPIED_PREFIX = 16
 
 
 class SequenceEnded:
@@ -78,6 +84,7 @@ class Sequence:
     n_past: int = 0  # tokens of this sequence in its slot's KV cache
     last_token: int = -1  # sampled, not yet decoded
     produced: int = 0
+    reused: int = 0  # prompt tokens found in the KV cache (its own slot's or a copied prefix)
     kv_tokens: list[int] = field(default_factory=list)  # the tokens in the KV cache, in order
     sampler: Any = None
 
@@ -189,13 +196,23 @@ class BatchDecoder:
         slot = self._pick_slot(prompt)
         self._free_slots.remove(slot)
         cached = self._slot_cache.pop(slot, [])
+        reuse = _common(cached, prompt)
+        donor, shared = self._donor(prompt)
+        if shared >= reuse + _MIN_COPIED_PREFIX:
+            # llama.cpp copies the donor's whole KV stream into this slot at the start of the
+            # next decode; the cells past the shared prefix are removed below. A copy of a
+            # stream (~47 MB for the default model) takes milliseconds, prefilling the shared
+            # tokens (a system prompt) took ~200 ms on the default model.
+            self._lib.llama_memory_seq_cp(self._memory, donor, slot, -1, -1)
+            reuse = shared
         # Reuse the common prefix, but decode at least the last prompt token: it gives logits.
-        reuse = min(_common(cached, prompt), len(prompt) - 1)
+        reuse = min(reuse, len(prompt) - 1)
         self._stats = replace(
             self._stats, prompt_tokens_reused=self._stats.prompt_tokens_reused + reuse
         )
         self._lib.llama_memory_seq_rm(self._memory, slot, reuse, -1)
         sequence.slot = slot
+        sequence.reused = reuse
         sequence.n_past = reuse
         sequence.kv_tokens = prompt[:reuse]
         sequence.pending = prompt[reuse:]
@@ -228,6 +245,18 @@ class BatchDecoder:
             if slot >= 0:
                 return slot
         raise RuntimeError("no free slot")  # callers only start a sequence when one is free
+
+    def _donor(self, prompt: list[int]) -> tuple[int, int]:
+        """The slot, other than the free ones being started, whose cells share the longest
+        prefix with `prompt` (a free slot's cache or a running sequence), and that length."""
+        donor, shared = -1, 0
+        candidates = [(s.slot, s.kv_tokens) for s in self._active]
+        candidates += self._slot_cache.items()
+        for slot, tokens in candidates:
+            common = _common(tokens, prompt)
+            if common > shared:
+                donor, shared = slot, common
+        return donor, shared
 
     def _drop(self, sequence: Sequence, *, keep_cells: bool) -> None:
         if sequence not in self._active:

@@ -47,6 +47,7 @@ async def decode(
     max_tokens = params.max_tokens
     slot_ns = time.monotonic_ns()
     first_ns = 0
+    cached = 0
     count = 0
     reason: FinishReason | None = None
     stop_sequence: str | None = None
@@ -76,6 +77,7 @@ async def decode(
                 live.interruptible = False
             if not first_ns:
                 first_ns = time.monotonic_ns()
+                cached = step.cached_prompt_tokens
             count += len(step.token_ids)
             text = step.text
             if matcher is not None:
@@ -111,6 +113,7 @@ async def decode(
     usage = Usage(
         prompt_tokens=len(params.prompt_token_ids),
         completion_tokens=count,
+        cached_prompt_tokens=cached,
         queue_ns=slot_ns - arrival_ns,
         ttft_ns=first_ns - slot_ns if first_ns else 0,
         total_ns=end_ns - arrival_ns,

@@ -77,6 +77,9 @@ async def test_models_streaming_non_streaming_usage_and_errors(
     assert completion.usage.total_tokens == (
         completion.usage.prompt_tokens + completion.usage.completion_tokens
     )
+    # The fake backend has no prefix cache; the field is there in OpenAI's shape.
+    assert completion.usage.prompt_tokens_details is not None
+    assert completion.usage.prompt_tokens_details.cached_tokens == 0
 
     stream = await client.chat.completions.create(
         model="fake",

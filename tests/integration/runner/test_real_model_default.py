@@ -61,18 +61,30 @@ async def test_default_model_through_llamacpp_answers_with_several_chats_batched
             answers = await asyncio.gather(
                 *(_answer(client, "What is the capital of Germany?") for _ in range(3))
             )
+            # A fourth chat takes the empty slot and copies the chat template's system prompt
+            # from another slot's cells; the usage says how much came from the cache.
+            _, finished = await _reply(client, "What is the capital of Italy?")
         finally:
             await client.close()
     for answer in answers:
         assert "Berlin" in answer, answer
+    assert finished.cached_prompt_tokens >= 16, finished
 
 
 async def _answer(client: GrpcRunnerClient, question: str) -> str:
+    return (await _reply(client, question))[0]
+
+
+async def _reply(client: GrpcRunnerClient, question: str) -> tuple[str, StreamFinished]:
     parts = []
+    finished = None
     async for event in client.chat_stream(
         [ChatMessage("user", question)],
         options=GenerationOptions(temperature=0.0, max_tokens=32),
     ):
         if isinstance(event, StreamDelta):
             parts.append(event.text)
-    return "".join(parts)
+        elif isinstance(event, StreamFinished):
+            finished = event
+    assert finished is not None
+    return "".join(parts), finished

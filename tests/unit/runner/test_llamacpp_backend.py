@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import cast
 
@@ -12,10 +13,12 @@ import pytest
 from model_runner.backends.base import GenerationStep, ModelSpec, SequenceParams
 from model_runner.backends.llamacpp_backend import LlamaCppBackend
 from model_runner.domain import (
+    Conversation,
     Delta,
     Finished,
     FinishReason,
     GenerationRequest,
+    Message,
     SamplingParams,
     Started,
     StoppingParams,
@@ -209,3 +212,90 @@ async def test_a_new_chat_leaves_another_chats_cached_turn_alone(tiny: TinyModel
         await backend.unload()
     # The cache holds A's prompt and every reply token but the last (sampled, never decoded).
     assert reused == len(a) + len(a_reply) - 1
+
+
+SYSTEM = "You are a helpful assistant. Answer briefly and kindly. " * 3
+
+
+def _shared_prefix(a: list[int], b: list[int]) -> int:
+    return next(i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y)
+
+
+async def _fresh_reply(tiny: TinyModel, prompt: list[int], max_tokens: int) -> list[int]:
+    """The greedy reply of a backend whose cache holds nothing."""
+    backend = LlamaCppBackend(RunnerSettings(llamacpp_n_seq_max=2))
+    await backend.load(ModelSpec("tiny", str(tiny.gguf_path)))
+    try:
+        greedy_sampling = SamplingParams(temperature=0.0)
+        params = SequenceParams(prompt, max_tokens, greedy_sampling, 0, ignore_eos=True)
+        return await _tokens(backend, params)
+    finally:
+        await backend.unload()
+
+
+async def test_a_new_chat_copies_a_shared_system_prompt_from_another_slot(
+    tiny: TinyModel,
+) -> None:
+    # Chat B shares a long system prompt with chat A's finished turn but is not its next
+    # turn: B takes the empty slot and copies A's cells for the shared prefix instead of
+    # prefilling it; A's cache stays whole, and B answers as it would on an empty cache.
+    backend = LlamaCppBackend(RunnerSettings(llamacpp_n_seq_max=2))
+    await backend.load(ModelSpec("tiny", str(tiny.gguf_path)))
+    greedy_sampling = SamplingParams(temperature=0.0)
+    system = await backend.tokenize(SYSTEM)
+    a = system + await backend.tokenize(PROMPTS[2])
+    b = system + await backend.tokenize(PROMPTS[0])
+    assert len(system) >= 20
+    try:
+        # A's turn is long enough past the shared prefix not to pass for B's previous turn.
+        a_reply = await _tokens(backend, SequenceParams(a, 24, greedy_sampling, 0, ignore_eos=True))
+        before = backend.batch_stats().prompt_tokens_reused
+        b_reply = await _tokens(backend, SequenceParams(b, 6, greedy_sampling, 0, ignore_eos=True))
+        b_reused = backend.batch_stats().prompt_tokens_reused - before
+        next_turn = a + a_reply + await backend.tokenize(PROMPTS[1])
+        before = backend.batch_stats().prompt_tokens_reused
+        await _tokens(backend, SequenceParams(next_turn, 2, greedy_sampling, 0, ignore_eos=True))
+        a_reused = backend.batch_stats().prompt_tokens_reused - before
+    finally:
+        await backend.unload()
+    assert b_reused == _shared_prefix(a, b) >= len(system)
+    assert b_reply == await _fresh_reply(tiny, b, 6)
+    assert a_reused == len(a) + len(a_reply) - 1
+
+
+async def test_a_new_chat_copies_a_shared_prefix_from_a_running_sequence(
+    tiny: TinyModel,
+) -> None:
+    backend = LlamaCppBackend(RunnerSettings(llamacpp_n_seq_max=2))
+    await backend.load(ModelSpec("tiny", str(tiny.gguf_path)))
+    greedy_sampling = SamplingParams(temperature=0.0)
+    system = await backend.tokenize(SYSTEM)
+    a = system + await backend.tokenize(PROMPTS[2])
+    b = system + await backend.tokenize(PROMPTS[3])
+    try:
+        a_steps = backend.generate(SequenceParams(a, 40, greedy_sampling, 0, ignore_eos=True))
+        await anext(a_steps)  # A's prompt is in its slot's cells and A is decoding
+        before = backend.batch_stats().prompt_tokens_reused
+        b_reply = await _tokens(backend, SequenceParams(b, 6, greedy_sampling, 0, ignore_eos=True))
+        b_reused = backend.batch_stats().prompt_tokens_reused - before
+        a_rest = [t async for step in a_steps for t in step.token_ids]
+    finally:
+        await backend.unload()
+    assert b_reused == _shared_prefix(a, b) >= len(system)
+    assert b_reply == await _fresh_reply(tiny, b, 6)
+    assert len(a_rest) == 39
+
+
+async def test_the_usage_reports_prompt_tokens_found_in_the_cache(engine: Engine) -> None:
+    first = greedy(PROMPTS[2])
+    answer, finished = await reply(engine, first)
+    assert finished.usage.cached_prompt_tokens == 0  # nothing was cached yet
+    history = (
+        Message("user", PROMPTS[2]),
+        Message("assistant", answer),
+        Message("user", PROMPTS[1]),
+    )
+    _, next_finished = await reply(engine, replace(first, prompt=Conversation(history)))
+    # The next turn finds the first turn's prompt (at least) in its slot's cache.
+    assert finished.usage.prompt_tokens <= next_finished.usage.cached_prompt_tokens
+    assert next_finished.usage.cached_prompt_tokens < next_finished.usage.prompt_tokens

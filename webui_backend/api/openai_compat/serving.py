@@ -173,11 +173,7 @@ class OpenAIServing:
                     "logprobs": None,
                 }
             ],
-            "usage": {
-                "prompt_tokens": prompt,
-                "completion_tokens": completion,
-                "total_tokens": prompt + completion,
-            },
+            "usage": _usage(finished) if finished else _usage_of(0, 0, 0),
         }
 
     async def open_stream(self, request: ChatCompletionRequest) -> AsyncIterator[bytes]:
@@ -247,11 +243,7 @@ class OpenAIServing:
             if include_usage and finished is not None:
                 usage_chunk = chunk(cid, created, model, {}, None)
                 usage_chunk["choices"] = []
-                usage_chunk["usage"] = {
-                    "prompt_tokens": finished.prompt_tokens,
-                    "completion_tokens": finished.completion_tokens,
-                    "total_tokens": finished.prompt_tokens + finished.completion_tokens,
-                }
+                usage_chunk["usage"] = _usage(finished)
                 yield frame(usage_chunk)
             yield b"data: [DONE]\n\n"
         finally:
@@ -284,3 +276,20 @@ def _app_error(exc: RunnerError) -> AppError:
     if isinstance(exc, ClientRejectedError):
         return RunnerRejectedError(message, code=code)
     return RunnerUnavailableError(message, code=code)
+
+
+def _usage(finished: StreamFinished) -> dict[str, object]:
+    return _usage_of(
+        finished.prompt_tokens, finished.completion_tokens, finished.cached_prompt_tokens
+    )
+
+
+def _usage_of(prompt: int, completion: int, cached: int) -> dict[str, object]:
+    """OpenAI's usage object; `cached_tokens` are prompt tokens the runner's prefix cache
+    served (llama.cpp backend), as OpenAI reports its own prompt caching."""
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": cached},
+    }
