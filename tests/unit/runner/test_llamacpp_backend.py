@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
@@ -221,16 +222,33 @@ def _shared_prefix(a: list[int], b: list[int]) -> int:
     return next(i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y)
 
 
-async def _fresh_reply(tiny: TinyModel, prompt: list[int], max_tokens: int) -> list[int]:
-    """The greedy reply of a backend whose cache holds nothing."""
+@contextlib.asynccontextmanager
+async def _two_slots(tiny: TinyModel) -> AsyncIterator[LlamaCppBackend]:
     backend = LlamaCppBackend(RunnerSettings(llamacpp_n_seq_max=2))
     await backend.load(ModelSpec("tiny", str(tiny.gguf_path)))
     try:
-        greedy_sampling = SamplingParams(temperature=0.0)
-        params = SequenceParams(prompt, max_tokens, greedy_sampling, 0, ignore_eos=True)
-        return await _tokens(backend, params)
+        yield backend
     finally:
         await backend.unload()
+
+
+def _greedy_params(prompt: list[int], max_tokens: int) -> SequenceParams:
+    return SequenceParams(prompt, max_tokens, SamplingParams(temperature=0.0), 0, ignore_eos=True)
+
+
+async def _reused_by(
+    backend: LlamaCppBackend, prompt: list[int], max_tokens: int
+) -> tuple[list[int], int]:
+    """The greedy reply to `prompt` and how many of its prompt tokens came from the cache."""
+    before = backend.batch_stats().prompt_tokens_reused
+    tokens = await _tokens(backend, _greedy_params(prompt, max_tokens))
+    return tokens, backend.batch_stats().prompt_tokens_reused - before
+
+
+async def _fresh_reply(tiny: TinyModel, prompt: list[int], max_tokens: int) -> list[int]:
+    """The greedy reply of a backend whose cache holds nothing."""
+    async with _two_slots(tiny) as backend:
+        return await _tokens(backend, _greedy_params(prompt, max_tokens))
 
 
 async def test_a_new_chat_copies_a_shared_system_prompt_from_another_slot(
@@ -239,25 +257,16 @@ async def test_a_new_chat_copies_a_shared_system_prompt_from_another_slot(
     # Chat B shares a long system prompt with chat A's finished turn but is not its next
     # turn: B takes the empty slot and copies A's cells for the shared prefix instead of
     # prefilling it; A's cache stays whole, and B answers as it would on an empty cache.
-    backend = LlamaCppBackend(RunnerSettings(llamacpp_n_seq_max=2))
-    await backend.load(ModelSpec("tiny", str(tiny.gguf_path)))
-    greedy_sampling = SamplingParams(temperature=0.0)
-    system = await backend.tokenize(SYSTEM)
-    a = system + await backend.tokenize(PROMPTS[2])
-    b = system + await backend.tokenize(PROMPTS[0])
-    assert len(system) >= 20
-    try:
+    async with _two_slots(tiny) as backend:
+        system = await backend.tokenize(SYSTEM)
+        assert len(system) >= 20
+        a = system + await backend.tokenize(PROMPTS[2])
+        b = system + await backend.tokenize(PROMPTS[0])
         # A's turn is long enough past the shared prefix not to pass for B's previous turn.
-        a_reply = await _tokens(backend, SequenceParams(a, 24, greedy_sampling, 0, ignore_eos=True))
-        before = backend.batch_stats().prompt_tokens_reused
-        b_reply = await _tokens(backend, SequenceParams(b, 6, greedy_sampling, 0, ignore_eos=True))
-        b_reused = backend.batch_stats().prompt_tokens_reused - before
+        a_reply = await _tokens(backend, _greedy_params(a, 24))
+        b_reply, b_reused = await _reused_by(backend, b, 6)
         next_turn = a + a_reply + await backend.tokenize(PROMPTS[1])
-        before = backend.batch_stats().prompt_tokens_reused
-        await _tokens(backend, SequenceParams(next_turn, 2, greedy_sampling, 0, ignore_eos=True))
-        a_reused = backend.batch_stats().prompt_tokens_reused - before
-    finally:
-        await backend.unload()
+        _, a_reused = await _reused_by(backend, next_turn, 2)
     assert b_reused == _shared_prefix(a, b) >= len(system)
     assert b_reply == await _fresh_reply(tiny, b, 6)
     assert a_reused == len(a) + len(a_reply) - 1
@@ -266,21 +275,14 @@ async def test_a_new_chat_copies_a_shared_system_prompt_from_another_slot(
 async def test_a_new_chat_copies_a_shared_prefix_from_a_running_sequence(
     tiny: TinyModel,
 ) -> None:
-    backend = LlamaCppBackend(RunnerSettings(llamacpp_n_seq_max=2))
-    await backend.load(ModelSpec("tiny", str(tiny.gguf_path)))
-    greedy_sampling = SamplingParams(temperature=0.0)
-    system = await backend.tokenize(SYSTEM)
-    a = system + await backend.tokenize(PROMPTS[2])
-    b = system + await backend.tokenize(PROMPTS[3])
-    try:
-        a_steps = backend.generate(SequenceParams(a, 40, greedy_sampling, 0, ignore_eos=True))
+    async with _two_slots(tiny) as backend:
+        system = await backend.tokenize(SYSTEM)
+        a = system + await backend.tokenize(PROMPTS[2])
+        b = system + await backend.tokenize(PROMPTS[3])
+        a_steps = backend.generate(_greedy_params(a, 40))
         await anext(a_steps)  # A's prompt is in its slot's cells and A is decoding
-        before = backend.batch_stats().prompt_tokens_reused
-        b_reply = await _tokens(backend, SequenceParams(b, 6, greedy_sampling, 0, ignore_eos=True))
-        b_reused = backend.batch_stats().prompt_tokens_reused - before
+        b_reply, b_reused = await _reused_by(backend, b, 6)
         a_rest = [t async for step in a_steps for t in step.token_ids]
-    finally:
-        await backend.unload()
     assert b_reused == _shared_prefix(a, b) >= len(system)
     assert b_reply == await _fresh_reply(tiny, b, 6)
     assert len(a_rest) == 39
