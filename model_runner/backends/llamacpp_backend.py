@@ -210,8 +210,6 @@ class LlamaCppBackend:
         loaded.decoder.join(sequence)
         try:
             produced = 0
-            # Set by the decode thread before it delivered the first token.
-            cached = -1
             while produced < params.max_tokens:
                 item = await queue.get()
                 ids: list[int] = []
@@ -228,14 +226,12 @@ class LlamaCppBackend:
                     if queue.empty() or produced + len(ids) >= params.max_tokens:
                         break
                     item = queue.get_nowait()
+                # Set by the decode thread before it delivered the first token.
+                cached = sequence.reused if produced == 0 else 0
                 produced += len(ids)
                 # Pushed one by one: the text is then the same however the tokens were merged.
                 text = "".join([detokenizer.push((token_id,)) for token_id in ids])
-                if cached < 0:
-                    cached = sequence.reused
-                    yield GenerationStep(tuple(ids), text, eos, cached)
-                else:
-                    yield GenerationStep(tuple(ids), text, eos)
+                yield GenerationStep(tuple(ids), text, eos, cached)
                 if eos:
                     return
         finally:

@@ -70,7 +70,6 @@ class BatchStats:
     decode_calls: int = 0
     sequence_steps: int = 0
     max_sequences: int = 0
-    prompt_tokens_reused: int = 0  # prompt tokens found in a slot's cache, not prefilled again
 
 
 @dataclass(eq=False, slots=True)
@@ -84,7 +83,9 @@ class Sequence:
     n_past: int = 0  # tokens of this sequence in its slot's KV cache
     last_token: int = -1  # sampled, not yet decoded
     produced: int = 0
-    reused: int = 0  # prompt tokens found in the KV cache (its own slot's or a copied prefix)
+    # Prompt tokens found in the KV cache (its own slot's or a copied prefix); the backend
+    # reports it as the first step's `cached_prompt_tokens`.
+    reused: int = 0
     kv_tokens: list[int] = field(default_factory=list)  # the tokens in the KV cache, in order
     sampler: Any = None
 
@@ -207,9 +208,6 @@ class BatchDecoder:
             reuse = shared
         # Reuse the common prefix, but decode at least the last prompt token: it gives logits.
         reuse = min(reuse, len(prompt) - 1)
-        self._stats = replace(
-            self._stats, prompt_tokens_reused=self._stats.prompt_tokens_reused + reuse
-        )
         self._lib.llama_memory_seq_rm(self._memory, slot, reuse, -1)
         sequence.slot = slot
         sequence.reused = reuse
@@ -247,8 +245,8 @@ class BatchDecoder:
         raise RuntimeError("no free slot")  # callers only start a sequence when one is free
 
     def _donor(self, prompt: list[int]) -> tuple[int, int]:
-        """The slot, other than the free ones being started, whose cells share the longest
-        prefix with `prompt` (a free slot's cache or a running sequence), and that length."""
+        """Of the other slots (running sequences, free slots' caches), the one whose cells
+        share the longest prefix with `prompt`, and that length."""
         donor, shared = -1, 0
         candidates = [(s.slot, s.kv_tokens) for s in self._active]
         candidates += self._slot_cache.items()

@@ -197,20 +197,13 @@ async def test_a_new_chat_leaves_another_chats_cached_turn_alone(tiny: TinyModel
     # Two slots. Chat A runs; chat B shares the start of A's prompt (as chats share a chat
     # template and system prompt) but is not A's next turn: it takes the empty slot, so A's
     # next turn finds its whole previous turn cached.
-    backend = LlamaCppBackend(RunnerSettings(llamacpp_n_seq_max=2))
-    await backend.load(ModelSpec("tiny", str(tiny.gguf_path)))
-    try:
-        greedy_sampling = SamplingParams(temperature=0.0)
+    async with _two_slots(tiny) as backend:
         a = await backend.tokenize(PROMPTS[2])
         b = a[: len(a) // 2] + await backend.tokenize(PROMPTS[1])
-        a_reply = await _tokens(backend, SequenceParams(a, 6, greedy_sampling, 0, ignore_eos=True))
-        await _tokens(backend, SequenceParams(b, 6, greedy_sampling, 0, ignore_eos=True))
-        before = backend.batch_stats().prompt_tokens_reused
+        a_reply = await _tokens(backend, _greedy_params(a, 6))
+        await _tokens(backend, _greedy_params(b, 6))
         next_turn = a + a_reply + await backend.tokenize(PROMPTS[0])
-        await _tokens(backend, SequenceParams(next_turn, 2, greedy_sampling, 0, ignore_eos=True))
-        reused = backend.batch_stats().prompt_tokens_reused - before
-    finally:
-        await backend.unload()
+        _, reused = await _reused_by(backend, next_turn, 2)
     # The cache holds A's prompt and every reply token but the last (sampled, never decoded).
     assert reused == len(a) + len(a_reply) - 1
 
@@ -239,10 +232,10 @@ def _greedy_params(prompt: list[int], max_tokens: int) -> SequenceParams:
 async def _reused_by(
     backend: LlamaCppBackend, prompt: list[int], max_tokens: int
 ) -> tuple[list[int], int]:
-    """The greedy reply to `prompt` and how many of its prompt tokens came from the cache."""
-    before = backend.batch_stats().prompt_tokens_reused
-    tokens = await _tokens(backend, _greedy_params(prompt, max_tokens))
-    return tokens, backend.batch_stats().prompt_tokens_reused - before
+    """The greedy reply to `prompt` and how many of its prompt tokens came from the cache (the
+    first step's `cached_prompt_tokens`)."""
+    steps = [step async for step in backend.generate(_greedy_params(prompt, max_tokens))]
+    return [t for step in steps for t in step.token_ids], steps[0].cached_prompt_tokens
 
 
 async def _fresh_reply(tiny: TinyModel, prompt: list[int], max_tokens: int) -> list[int]:

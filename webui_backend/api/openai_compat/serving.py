@@ -173,7 +173,7 @@ class OpenAIServing:
                     "logprobs": None,
                 }
             ],
-            "usage": _usage(finished) if finished else _usage_of(0, 0, 0),
+            "usage": _usage(finished),
         }
 
     async def open_stream(self, request: ChatCompletionRequest) -> AsyncIterator[bytes]:
@@ -278,15 +278,13 @@ def _app_error(exc: RunnerError) -> AppError:
     return RunnerUnavailableError(message, code=code)
 
 
-def _usage(finished: StreamFinished) -> dict[str, object]:
-    return _usage_of(
-        finished.prompt_tokens, finished.completion_tokens, finished.cached_prompt_tokens
-    )
-
-
-def _usage_of(prompt: int, completion: int, cached: int) -> dict[str, object]:
-    """OpenAI's usage object; `cached_tokens` are prompt tokens the runner's prefix cache
-    served (llama.cpp backend), as OpenAI reports its own prompt caching."""
+def _usage(finished: StreamFinished | None) -> dict[str, object]:
+    """OpenAI's usage object (zeros when the stream ended without a Finished event);
+    `cached_tokens` are prompt tokens the runner's prefix cache served (llama.cpp backend), as
+    OpenAI reports its own prompt caching."""
+    prompt = finished.prompt_tokens if finished else 0
+    completion = finished.completion_tokens if finished else 0
+    cached = finished.cached_prompt_tokens if finished else 0
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
