@@ -8,7 +8,6 @@ default parameters and system prompt.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from webui_backend.db.repositories import UserRepository
 from webui_backend.db.repositories.admin import ModelConfigRepository
 from webui_backend.errors import ModelNotFoundError, NotFoundError
 from webui_backend.services.audit import record
+from webui_backend.services.background import every
 from webui_backend.services.model_catalog import ModelCatalog
 from webui_backend.services.principal import AuthenticatedUser
 from webui_backend.services.rate_limit import RateLimiter
@@ -147,12 +147,12 @@ class ModelAccessService:
         finds its model's policy cached even when turns are minutes apart, and another worker's
         change still applies within `_POLICY_TTL_S`. Before, the first turn after a quiet spell
         waited for the query (3-7 ms of added time to first token)."""
-        while True:
-            await asyncio.sleep(_POLICY_TTL_S / 2)
-            try:
-                await self._refresh_policies()
-            except Exception:  # the refresher must outlive one failed query
-                log.exception("could not refresh the model policies")
+        await every(
+            _POLICY_TTL_S / 2,
+            self._refresh_policies,
+            log=log,
+            failure="could not refresh the model policies",
+        )
 
     async def _refresh_policies(self) -> None:
         if not self._policies:

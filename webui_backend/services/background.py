@@ -4,10 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+
+async def every(
+    interval_s: float, job: Callable[[], Awaitable[object]], *, log: logging.Logger, failure: str
+) -> None:
+    """Runs `job` once per `interval_s`, first after one interval, until cancelled. A failed
+    pass is logged as `failure` on the caller's logger and the next interval tries again: a
+    server-owned loop must outlive one bad pass."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await job()
+        except Exception:
+            log.exception(failure)
 
 
 class BackgroundTasks:

@@ -7,12 +7,12 @@ interval. The database sees one UPDATE per reply per interval, never one per tok
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from webui_backend.db.models import utcnow
 from webui_backend.db.repositories.turn_writes import Checkpoint
 from webui_backend.db.transactions import Transactions
+from webui_backend.services.background import every
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +50,12 @@ class ReplyCheckpointer:
 
     async def run(self) -> None:
         """Checkpoint every interval until cancelled (a server-owned task)."""
-        while True:
-            await asyncio.sleep(self._interval_s)
-            try:
-                await self.flush()
-            except Exception:
-                log.exception("could not checkpoint replies; retrying next interval")
+        await every(
+            self._interval_s,
+            self.flush,
+            log=log,
+            failure="could not checkpoint replies; retrying next interval",
+        )
 
     async def flush(self) -> int:
         """Write every reply that moved since its last checkpoint; returns how many."""

@@ -9,7 +9,6 @@ checkpointed for a grace period.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
 from datetime import timedelta
@@ -18,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from webui_backend.db.models import utcnow
 from webui_backend.db.repositories import MessageRepository
+from webui_backend.services.background import every
 from webui_backend.services.turn_events import TurnFinished
 from webui_backend.services.turn_hub import TurnHub
 
@@ -73,12 +73,12 @@ class OrphanSweeper:
 
     async def run(self) -> None:
         """Sweep every interval until cancelled (a server-owned task)."""
-        while True:
-            await asyncio.sleep(self._interval_s)
-            try:
-                await self.sweep()
-            except Exception:
-                log.exception("orphaned-reply sweep failed; retrying next interval")
+        await every(
+            self._interval_s,
+            self.sweep,
+            log=log,
+            failure="orphaned-reply sweep failed; retrying next interval",
+        )
 
     async def sweep(self) -> int:
         """One pass; returns how many replies this call marked interrupted."""

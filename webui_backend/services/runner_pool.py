@@ -26,6 +26,7 @@ from model_runner.client import (
     RunnerLoad,
     RunnerUnavailableError,
 )
+from webui_backend.services.background import every
 from webui_backend.services.runner_port import RunnerClient
 
 log = logging.getLogger(__name__)
@@ -108,12 +109,9 @@ class RunnerPool:
         await asyncio.gather(*(self._check(e) for e in self._endpoints))
 
     async def _watch(self) -> None:
-        while True:
-            await asyncio.sleep(self._health_interval_s)
-            try:
-                await self.refresh()
-            except Exception:  # the monitor must outlive any one bad check
-                log.exception("runner health refresh failed")
+        await every(
+            self._health_interval_s, self.refresh, log=log, failure="runner health refresh failed"
+        )
 
     async def _check(self, endpoint: RunnerEndpoint) -> None:
         try:
