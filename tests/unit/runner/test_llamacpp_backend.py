@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+import threading
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import pytest
 
@@ -37,6 +38,44 @@ from .helpers import chat
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
     require_extra("llama_cpp", "llamacpp")
     return build_tiny_model(tmp_path_factory.mktemp("tiny"))
+
+
+class DecodeGate:
+    """`llama_decode` that waits for the test's permission once the test closes the gate:
+    which sequence is still decoding when another one joins must not depend on how fast the
+    tiny model runs on this machine."""
+
+    def __init__(self, decode: Callable[..., int]) -> None:
+        self._decode = decode
+        self._cond = threading.Condition()
+        self._allowed: int | None = None  # None: open
+
+    def close(self, *, allow: int = 0) -> None:
+        with self._cond:
+            self._allowed = allow
+
+    def open(self) -> None:
+        with self._cond:
+            self._allowed = None
+            self._cond.notify_all()
+
+    def __call__(self, *args: Any) -> int:
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._allowed != 0, timeout=30):
+                raise TimeoutError("the test never allowed this llama_decode call")
+            if self._allowed is not None:
+                self._allowed -= 1
+        return self._decode(*args)
+
+
+@pytest.fixture
+def decode_gate(tiny: TinyModel, monkeypatch: pytest.MonkeyPatch) -> Iterator[DecodeGate]:
+    import llama_cpp
+
+    gate = DecodeGate(llama_cpp.llama_decode)
+    monkeypatch.setattr(llama_cpp, "llama_decode", gate)
+    yield gate
+    gate.open()
 
 
 @pytest.fixture
@@ -154,12 +193,16 @@ async def test_concurrent_sequences_share_decode_calls(tiny: TinyModel) -> None:
     assert steps == 30
 
 
-async def test_a_closed_sequence_frees_its_slot_for_a_waiting_one(tiny: TinyModel) -> None:
+async def test_a_closed_sequence_frees_its_slot_for_a_waiting_one(
+    tiny: TinyModel, decode_gate: DecodeGate
+) -> None:
     backend = LlamaCppBackend(RunnerSettings(llamacpp_n_seq_max=1))
     await backend.load(ModelSpec("tiny", str(tiny.gguf_path)))
     try:
         ids = await backend.tokenize("Hello!")
         sampling = SamplingParams(temperature=0.0)
+        before = backend.batch_stats()
+        decode_gate.close(allow=1)  # the first sequence's prompt, then it waits in its next step
         first = cast(
             AsyncGenerator[GenerationStep, None],
             backend.generate(SequenceParams(ids, 200, sampling, seed=0, ignore_eos=True)),
@@ -171,9 +214,13 @@ async def test_a_closed_sequence_frees_its_slot_for_a_waiting_one(tiny: TinyMode
         await _wait_until(lambda: backend.waiting_sequences() == 1)
         assert not second.done()
         await first.aclose()  # leaves at the next step; the waiting sequence takes the slot
+        decode_gate.open()
         assert len(await asyncio.wait_for(second, 30)) == 3
+        after = backend.batch_stats()
     finally:
         await backend.unload()
+    # The first sequence left after a step or two, far from its 200 tokens.
+    assert after.sequence_steps - before.sequence_steps <= 6
 
 
 async def test_a_cancelled_stream_frees_the_model_for_the_next(engine: Engine) -> None:
@@ -266,15 +313,19 @@ async def test_a_new_chat_copies_a_shared_system_prompt_from_another_slot(
 
 
 async def test_a_new_chat_copies_a_shared_prefix_from_a_running_sequence(
-    tiny: TinyModel,
+    tiny: TinyModel, decode_gate: DecodeGate
 ) -> None:
     async with _two_slots(tiny) as backend:
         system = await backend.tokenize(SYSTEM)
         a = system + await backend.tokenize(PROMPTS[2])
         b = system + await backend.tokenize(PROMPTS[3])
+        decode_gate.close(allow=1)  # A's prompt, then A waits in its next step
         a_steps = backend.generate(_greedy_params(a, 40))
         await anext(a_steps)  # A's prompt is in its slot's cells and A is decoding
-        b_reply, b_reused = await _reused_by(backend, b, 6)
+        b_task = asyncio.create_task(_reused_by(backend, b, 6))
+        await _wait_until(lambda: backend.waiting_sequences() == 1)
+        decode_gate.open()  # B starts next to the running A
+        b_reply, b_reused = await b_task
         a_rest = [t async for step in a_steps for t in step.token_ids]
     assert b_reused == _shared_prefix(a, b) >= len(system)
     assert b_reply == await _fresh_reply(tiny, b, 6)
