@@ -40,11 +40,18 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 GREEDY = GenerationOptions(temperature=0.0, max_tokens=24)
 
 
+LONG_REPLY_TOKENS = 16_000
+
+
 @pytest.fixture(scope="module")
 def tiny_runner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunnerProcess]:
-    # A long context, so that a reply can outlast the deadline test's deadline.
-    tiny_model = build_tiny_model(tmp_path_factory.mktemp("tiny-4k"), context_tokens=4096)
+    # A long context, so that a reply can outlast the deadline test's deadline: on a fast
+    # AVX-512 host the tiny model decoded 2,000 tokens in under 1.5 s.
+    tiny_model = build_tiny_model(
+        tmp_path_factory.mktemp("tiny-long"), context_tokens=LONG_REPLY_TOKENS + 64
+    )
     env = {
+        "RUNNER_MAX_TOKENS_CAP": str(LONG_REPLY_TOKENS),
         "RUNNER_DTYPE": "float32",
         "RUNNER_THREADS": "1",
         "RUNNER_CACHE_DIR": str(tmp_path_factory.mktemp("runner-cache")),
@@ -149,8 +156,8 @@ async def test_cancelled_stream_frees_its_slot(tiny_client: GrpcRunnerClient, st
 async def test_deadline_ends_with_time_limit_and_the_text_so_far(
     stub: Any,
 ) -> None:
-    # 2000 tokens take many seconds even for the tiny model; the deadline ends the stream first.
-    responses = [r async for r in stub.ChatStream(_long_request(2000), timeout=1.5)]
+    # 16,000 tokens take many seconds even for the tiny model; the deadline ends the stream first.
+    responses = [r async for r in stub.ChatStream(_long_request(LONG_REPLY_TOKENS), timeout=1.5)]
     finished = responses[-1].finished
     assert responses[-1].WhichOneof("event") == "finished"
     assert pb.FinishReason.Name(finished.reason) == "FINISH_REASON_TIME_LIMIT"
