@@ -108,6 +108,12 @@ class RunnerSettings(BaseSettings, TelemetrySettings):
     max_batch_size: int = Field(
         default=32, ge=1, description="Sequences decoded in one forward pass (transformers)"
     )
+    prefix_cache_mb: int = Field(
+        default=256,
+        ge=0,
+        description="Keys and values of recent sequences kept so that a chat's next turn or a "
+        "shared system prompt is not computed again (transformers); 0 = off",
+    )
 
     fake_tokens_per_second: float = Field(default=0.0, ge=0, description="0 = full speed")
     fake_reply_tokens: int = Field(default=64, ge=1)

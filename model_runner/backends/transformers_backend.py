@@ -97,6 +97,7 @@ class TransformersBackend:
             eos_token_ids=eos,
             defaults=ModelDefaults.from_generation_config(model.generation_config),
             max_batch_size=self._settings.max_batch_size,
+            prefix_cache_bytes=self._settings.prefix_cache_mb * 1024 * 1024,
             threads=threads,
             name=f"engine-{spec.id}",
         )

@@ -85,6 +85,27 @@ def new_cache() -> DynamicCache:
     return cache
 
 
+def cache_of(layers: list[tuple[torch.Tensor, torch.Tensor]]) -> DynamicCache:
+    """A cache holding `layers` (per model layer, keys and values [rows, heads, length, dim])."""
+    cache = new_cache()
+    for keys, values in layers:
+        layer = SlabLayer()
+        layer.replace(keys, values)
+        cache.layers.append(layer)
+    return cache
+
+
+def row_state(cache: DynamicCache, row: int, columns: torch.Tensor) -> list[tuple[Any, Any]]:
+    """Copies of one row's keys and values at `columns`, per layer: [heads, columns, dim]."""
+    return [
+        (
+            layer.keys[row].index_select(1, columns),  # type: ignore[index]
+            layer.values[row].index_select(1, columns),  # type: ignore[index]
+        )
+        for layer in _slabs(cache)
+    ]
+
+
 def select_rows(cache: DynamicCache, index: torch.Tensor, start: int = 0) -> None:
     """Keeps the rows in `index` (in that order) and drops the first `start` columns."""
     for layer in _slabs(cache):

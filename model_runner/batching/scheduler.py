@@ -12,13 +12,17 @@ How a step works (all on the engine thread):
 2. Waiting sequences (up to `max_batch_size` running, and a token budget per step) are
    prefilled together in one left-padded forward pass; each samples its first token (time to
    first token), and their caches are merged into the running batch (left-padding the shorter
-   side) so the next step decodes everyone together.
+   side) so the next step decodes everyone together. A prompt that starts like a sequence seen
+   before (the chat's previous turn, a shared system prompt) starts from that sequence's keys
+   and values (`model_runner.batching.prefix_cache`) and computes only the rest: its row is
+   [padding, reused prefix, padding, new tokens], the mask hiding both paddings.
 3. One decode forward pass for the whole running batch: every sequence feeds its last token
    with its own position id; the attention mask hides each row's padding.
 4. Outputs of the step (ids, UTF-8-complete text, end) go to the event loop in ONE
    `call_soon_threadsafe` (a prefill's first tokens in one of their own, before the decode
    pass, so that pass does not delay time to first token); finished sequences leave the
-   batch, and columns that are padding in every remaining row are trimmed off the cache.
+   batch (their keys and values kept in the prefix store), and columns that are padding in
+   every remaining row are trimmed off the cache.
 
 The event loop never waits on the thread: `submit()` and `cancel()` only take a lock briefly.
 """
@@ -36,6 +40,7 @@ from typing import Any
 
 from model_runner.backends.base import SequenceParams
 from model_runner.backends.detokenizer import IncrementalDetokenizer
+from model_runner.batching.prefix_cache import CachedPrefix, PrefixStore, stack_prefixes
 from model_runner.batching.sampling import ModelDefaults, RowSampler, sample_batch
 from model_runner.batching.stream import SequenceStream
 
@@ -56,6 +61,8 @@ class SchedulerStats:
     decoded_tokens: int  # tokens produced by decode passes (sum of their batch sizes)
     max_decode_batch: int  # the largest batch decoded in one pass so far
     cache_tokens: int  # KV cache length (columns) of the running batch
+    cached_prompt_tokens: int  # prompt tokens taken from the prefix store instead of computed
+    prefix_cache_bytes: int  # what the prefix store holds
 
 
 class _Seq:
@@ -68,9 +75,12 @@ class _Seq:
         "last_token",
         "max_tokens",
         "position",
+        "prefix",
         "prompt",
+        "reused",
         "sampler",
         "stream",
+        "tokens",
     )
 
     def __init__(self, params: SequenceParams, stream: SequenceStream) -> None:
@@ -83,6 +93,9 @@ class _Seq:
         self.sampler: RowSampler | None = None
         self.detok: IncrementalDetokenizer | None = None
         self.eos_ids: frozenset[int] = frozenset()
+        self.tokens = list(self.prompt)  # prompt and sampled tokens, for the prefix store
+        self.prefix: CachedPrefix | None = None  # where its first `reused` tokens come from
+        self.reused = -1  # -1: the prefix store not consulted yet
 
 
 # (stream, new ids, new text, finished, eos, error)
@@ -102,6 +115,7 @@ class BatchScheduler:
         defaults: ModelDefaults,
         max_batch_size: int,
         threads: int = 0,
+        prefix_cache_bytes: int = 0,
         name: str = "model-engine",
     ) -> None:
         self._model = model
@@ -124,6 +138,8 @@ class BatchScheduler:
         self._decode = 0
         self._decoded_tokens = 0
         self._max_decode_batch = 0
+        self._cached_prompt_tokens = 0
+        self._prefixes = PrefixStore(prefix_cache_bytes)
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -160,6 +176,8 @@ class BatchScheduler:
             decoded_tokens=self._decoded_tokens,
             max_decode_batch=self._max_decode_batch,
             cache_tokens=int(mask.shape[1]) if mask is not None else 0,
+            cached_prompt_tokens=self._cached_prompt_tokens,
+            prefix_cache_bytes=self._prefixes.nbytes,
         )
 
     # -- the engine thread ----------------------------------------------------------------
@@ -236,29 +254,35 @@ class BatchScheduler:
         """Prefills waiting sequences together and merges them into the running batch."""
         import torch
 
+        from model_runner.batching.kv_cache import new_cache, select_rows
+
         room = self._max_batch - len(self._running)
         if room <= 0 or not self._waiting:
             return
         group: list[_Seq] = []
-        longest = 0
+        widest = 0  # the most prompt tokens any row of the group computes
         while self._waiting and len(group) < room:
-            longest_next = max(longest, len(self._waiting[0].prompt))
-            if group and longest_next * (len(group) + 1) > _PREFILL_TOKEN_BUDGET:
+            seq = self._waiting[0]
+            self._match(seq)
+            widest_next = max(widest, len(seq.prompt) - seq.reused)
+            if group and widest_next * (len(group) + 1) > _PREFILL_TOKEN_BUDGET:
                 break
             group.append(self._waiting.popleft())
-            longest = longest_next
+            widest = widest_next
         rows = len(group)
-        ids = torch.zeros((rows, longest), dtype=torch.long)
-        mask = torch.zeros((rows, longest), dtype=torch.long)
+        reused = max(seq.reused for seq in group)  # width of the reused part of the cache
+        ids = torch.zeros((rows, widest), dtype=torch.long)
+        positions = torch.zeros((rows, widest), dtype=torch.long)
+        mask = torch.zeros((rows, reused + widest), dtype=torch.long)
         for row, seq in enumerate(group):
-            n = len(seq.prompt)
-            ids[row, longest - n :] = torch.tensor(seq.prompt, dtype=torch.long)
-            mask[row, longest - n :] = 1
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            todo = seq.prompt[seq.reused :]
+            n = len(todo)
+            ids[row, widest - n :] = torch.tensor(todo, dtype=torch.long)
+            positions[row, widest - n :] = torch.arange(seq.reused, seq.reused + n)
+            mask[row, reused - seq.reused : reused] = 1
+            mask[row, reused + widest - n :] = 1
         ids, mask, positions = (t.to(self._device) for t in (ids, mask, positions))
-        from model_runner.batching.kv_cache import new_cache, select_rows
-
-        cache = new_cache()
+        cache = self._reused_cache(group, reused) if reused else new_cache()
         out = self._model(
             input_ids=ids,
             attention_mask=mask,
@@ -269,7 +293,14 @@ class BatchScheduler:
         )
         self._forward += 1
         tokens = sample_batch(out.logits[:, -1, :], [s.sampler for s in group])  # type: ignore[misc]
-        kept = [row for row, seq in enumerate(group) if self._emit(seq, tokens[row], outputs)]
+        kept: list[int] = []
+        for row, seq in enumerate(group):
+            seq.stream.cached_prompt_tokens = seq.reused
+            self._cached_prompt_tokens += seq.reused
+            if self._emit(seq, tokens[row], outputs):
+                kept.append(row)
+            else:
+                self._remember(row, seq, cache, mask)
         if not kept:
             return
         if len(kept) != rows:
@@ -278,6 +309,26 @@ class BatchScheduler:
             mask = mask.index_select(0, index)
         self._merge(cache, mask)
         self._running.extend(group[row] for row in kept)
+
+    def _match(self, seq: _Seq) -> None:
+        """Looks the sequence's prompt up in the prefix store (once)."""
+        if seq.reused < 0:
+            seq.prefix, seq.reused = self._prefixes.match(seq.prompt)
+
+    def _reused_cache(self, group: list[_Seq], width: int) -> Any:
+        from model_runner.batching.kv_cache import cache_of
+
+        return cache_of(stack_prefixes([(seq.prefix, seq.reused) for seq in group], width))
+
+    def _remember(self, row: int, seq: _Seq, cache: Any, mask: Any) -> None:
+        """Keeps a sequence leaving the batch in the prefix store."""
+        if not self._prefixes.enabled:
+            return
+        from model_runner.batching.kv_cache import row_state
+
+        columns = mask[row].nonzero().squeeze(1)
+        computed = seq.tokens[: int(columns.numel())]
+        self._prefixes.add(computed, row_state(cache, row, columns))
 
     def _decode_step(self, outputs: list[_Output]) -> None:
         import torch
@@ -311,6 +362,7 @@ class BatchScheduler:
             outputs.append((seq.stream, [], seq.detok.flush(), True, True, None))
             return False
         seq.sampler.record(token)
+        seq.tokens.append(token)
         seq.generated += 1
         seq.last_token = token
         seq.position += 1
@@ -340,6 +392,10 @@ class BatchScheduler:
 
         from model_runner.batching.kv_cache import select_rows
 
+        kept = set(keep)
+        for row, seq in enumerate(self._running):
+            if row not in kept:
+                self._remember(row, seq, self._cache, self._mask)
         self._running = [self._running[i] for i in keep]
         if not keep:
             self._cache, self._mask = None, None

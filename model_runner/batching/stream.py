@@ -4,6 +4,9 @@ Only the event loop's thread touches a `SequenceStream` (the engine thread hands
 with `call_soon_threadsafe`). A reader that falls behind gets every pending token merged into
 one `GenerationStep`, so a slow client costs fewer, larger messages, not a growing backlog of
 awaits.
+
+`cached_prompt_tokens` is the one field the engine thread writes directly, before it hands
+over the sequence's first output (so the loop reads it after that hand-over).
 """
 
 from __future__ import annotations
@@ -14,9 +17,10 @@ from model_runner.backends.base import GenerationStep
 
 
 class SequenceStream:
-    __slots__ = ("_eos", "_error", "_finished", "_ids", "_text", "_waiter")
+    __slots__ = ("_eos", "_error", "_finished", "_ids", "_text", "_waiter", "cached_prompt_tokens")
 
     def __init__(self) -> None:
+        self.cached_prompt_tokens = 0  # reported with the first step, then 0
         self._ids: list[int] = []
         self._text: list[str] = []
         self._finished = False
@@ -51,7 +55,8 @@ class SequenceStream:
         ids, self._ids = self._ids, []
         text = self._text[0] if len(self._text) == 1 else "".join(self._text)
         self._text = []
-        step = GenerationStep(ids, text, self._eos and self._finished)
+        step = GenerationStep(ids, text, self._eos and self._finished, self.cached_prompt_tokens)
+        self.cached_prompt_tokens = 0
         return step
 
     @property

@@ -32,20 +32,19 @@ async def test_default_model_knows_the_capital_of_france() -> None:
         try:
             info = await client.get_model_info("smollm2-135m-instruct")
             assert info.backend == "transformers"
-            events = [
-                event
-                async for event in client.chat_stream(
-                    [ChatMessage("user", "What is the capital of France?")],
-                    options=GenerationOptions(temperature=0.0, max_tokens=32),
-                )
-            ]
+            question = ChatMessage("user", "What is the capital of France?")
+            answer, finished = await _reply(client, [question])
+            # The next turn repeats the first: the prefix store supplies its keys and values.
+            history = [question, ChatMessage("assistant", answer)]
+            next_answer, next_finished = await _reply(
+                client, [*history, ChatMessage("user", "What is the capital of Germany?")]
+            )
         finally:
             await client.close()
-    finished = events[-1]
-    assert isinstance(finished, StreamFinished)
     assert finished.reason == "eos"
-    answer = "".join(e.text for e in events if isinstance(e, StreamDelta))
     assert "Paris" in answer, answer
+    assert "Berlin" in next_answer, next_answer
+    assert next_finished.cached_prompt_tokens >= finished.prompt_tokens, next_finished
 
 
 async def test_default_model_through_llamacpp_answers_with_several_chats_batched() -> None:
@@ -63,7 +62,9 @@ async def test_default_model_through_llamacpp_answers_with_several_chats_batched
             )
             # A fourth chat takes the empty slot and copies the chat template's system prompt
             # from another slot's cells; the usage says how much came from the cache.
-            _, finished = await _reply(client, "What is the capital of Italy?")
+            _, finished = await _reply(
+                client, [ChatMessage("user", "What is the capital of Italy?")]
+            )
         finally:
             await client.close()
     for answer in answers:
@@ -72,15 +73,16 @@ async def test_default_model_through_llamacpp_answers_with_several_chats_batched
 
 
 async def _answer(client: GrpcRunnerClient, question: str) -> str:
-    return (await _reply(client, question))[0]
+    return (await _reply(client, [ChatMessage("user", question)]))[0]
 
 
-async def _reply(client: GrpcRunnerClient, question: str) -> tuple[str, StreamFinished]:
+async def _reply(
+    client: GrpcRunnerClient, messages: list[ChatMessage]
+) -> tuple[str, StreamFinished]:
     parts = []
     finished = None
     async for event in client.chat_stream(
-        [ChatMessage("user", question)],
-        options=GenerationOptions(temperature=0.0, max_tokens=32),
+        messages, options=GenerationOptions(temperature=0.0, max_tokens=32)
     ):
         if isinstance(event, StreamDelta):
             parts.append(event.text)
