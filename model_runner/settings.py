@@ -99,8 +99,8 @@ class RunnerSettings(BaseSettings, TelemetrySettings):
     )
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
         default="auto",
-        description="auto = bfloat16 on GPUs (float16 without bf16) and on CPUs with AMX, "
-        "else float32",
+        description="auto = bfloat16 on GPUs (float16 without bf16) and on CPUs with AMX or "
+        "AVX512_BF16, else float32",
     )
     cache_dir: Path | None = Field(
         default=None, description="Converted models; default $XDG_CACHE_HOME/model-runner"

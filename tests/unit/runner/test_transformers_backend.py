@@ -225,13 +225,13 @@ async def test_missing_source_is_model_not_found(tmp_path: Path) -> None:
         await backend.load(ModelSpec("x", str(tmp_path)))
 
 
-@pytest.mark.parametrize("amx", [False, True], ids=["no-amx", "amx"])
+@pytest.mark.parametrize("native_bf16", [False, True], ids=["no-bf16", "bf16"])
 async def test_auto_settings_on_cpu_pick_the_dtype_and_leave_a_core_free(
     tiny_model: TinyModel,
     tmp_path: Path,
     reference: dict[str, list[int]],
     monkeypatch: pytest.MonkeyPatch,
-    amx: bool,
+    native_bf16: bool,
 ) -> None:
     import torch
 
@@ -244,16 +244,16 @@ async def test_auto_settings_on_cpu_pick_the_dtype_and_leave_a_core_free(
         thread.join()
         return seen[0]
 
-    monkeypatch.setattr(transformers_backend, "cpu_has_amx_bf16", lambda: amx)
+    monkeypatch.setattr(transformers_backend, "cpu_has_native_bf16", lambda: native_bf16)
     backend = TransformersBackend(RunnerSettings(cache_dir=tmp_path))  # dtype/threads auto
     try:
         info = await backend.load(ModelSpec("tiny", str(tiny_model.model_dir)))
-        # bf16 only where AMX runs it natively; elsewhere torch emulates it, slower.
-        assert info.dtype == ("bfloat16" if amx else "float32")
+        # bf16 only where the CPU runs it natively; elsewhere torch emulates it, slower.
+        assert info.dtype == ("bfloat16" if native_bf16 else "float32")
         # One core stays free for the event loop and gRPC (unless there is only one).
         assert threads_of_a_new_thread() <= max((os.cpu_count() or 1) - 1, 1)
         ids, _ = await _run(backend, _params(await _prompt(backend, PROMPTS[0])))
-        if amx:  # bf16 may break near-ties differently from the float32 reference
+        if native_bf16:  # bf16 may break near-ties differently from the float32 reference
             assert ids
         else:
             assert ids == reference[PROMPTS[0]]
@@ -305,3 +305,19 @@ def _output_with_ids() -> Any:
     from model_runner.domain import OutputParams
 
     return OutputParams(return_token_ids=True)
+
+
+@pytest.mark.parametrize(
+    ("flags", "native"),
+    [
+        ({"avx2", "fma"}, False),
+        ({"avx512f", "avx512bw"}, False),
+        ({"avx512_bf16"}, True),
+        ({"amx_bf16"}, True),
+    ],
+)
+def test_bf16_is_native_with_amx_or_avx512_bf16(
+    flags: set[str], native: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(transformers_backend, "cpu_flags", lambda: frozenset(flags))
+    assert transformers_backend.cpu_has_native_bf16() is native
