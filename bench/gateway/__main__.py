@@ -8,6 +8,12 @@ For each model pace a fresh runner (fake backend) and backend process are starte
 ports. Reported per path and load: TTFT p50/p99 and the TTFT the backend adds over `direct`,
 p99 inter-token gap as the client sees it, tokens/s, and CPU-ms per 1,000 tokens of the
 backend process and of the runner process (/proc/<pid>/stat user + system time).
+
+The clients share the machine with what they measure, so they are kept light and their own
+load is reported (`bench client % of a core`): the process runs on uvloop, as the backend does,
+and SSE and /v1 are read by `bench.gateway.sse_client` (httptools' C parser, no await per
+event) rather than httpx, which used 85-93 % of a core for 512 streams of 50 tokens/s and so
+set the gaps it reported.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
-import httpx
+import uvloop
 from websockets.asyncio.client import ClientConnection, connect
 
 from bench.gateway.clients import (
@@ -42,6 +48,7 @@ from bench.gateway.report import (
     tree_cpu_ms,
     worker_scaling,
 )
+from bench.gateway.sse_client import SseClient
 from model_runner.client import GrpcRunnerClient
 from tests.support.accounts import signed_in
 from tests.support.backend_process import BackendProcess
@@ -178,9 +185,19 @@ async def _measure(
     runner_cpu = cpu_ms(runner.pid) - runner_before
     # For `direct` the benchmark's own gRPC client is what a backend would pay to receive the
     # stream: reported in the backend column, in parentheses.
-    client_cpu = cpu_ms(os.getpid()) - client_before if backend is None else None
+    own_cpu = cpu_ms(os.getpid()) - client_before
+    client_cpu = own_cpu if backend is None else None
+    client_core_pct = own_cpu / wall_s / 10 if wall_s > 0 else float("nan")
     result = figures(
-        mode, path, timings, wall_s, backend_cpu, runner_cpu, client_cpu, streams=len(streams)
+        mode,
+        path,
+        timings,
+        wall_s,
+        backend_cpu,
+        runner_cpu,
+        client_cpu,
+        streams=len(streams),
+        client_core_pct=client_core_pct,
     )
     for timing in timings:
         if timing.error:
@@ -191,7 +208,8 @@ async def _measure(
     print(
         f"  {mode:>10} {len(streams):>4} x {path:<6} TTFT p50 {result.ttft_p50_ms:7.1f} ms  "
         f"gap p99 {result.gap_p99_ms:7.1f} ms  {result.tokens_per_s:9,.0f} tok/s  "
-        f"backend {result.backend_cpu_ms_per_1k or 0:6.1f} CPU-ms/1k",
+        f"backend {result.backend_cpu_ms_per_1k or 0:6.1f} CPU-ms/1k  "
+        f"(this client {client_core_pct:.0f} % of a core)",
         flush=True,
     )
     return result
@@ -210,16 +228,9 @@ async def _one_pace(
         account = await signed_in(backend)
         api_key = await account.create_api_key("bench")
         direct = GrpcRunnerClient(runner.address, default_timeout_s=_STREAM_TIMEOUT_S)
-        limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
-        http = httpx.AsyncClient(
-            base_url=backend.base_url, headers=account.headers, timeout=60, limits=limits
-        )
-        v1 = httpx.AsyncClient(
-            base_url=backend.base_url,
-            headers={"Authorization": f"Bearer {api_key}"},
-            timeout=60,
-            limits=limits,
-        )
+        host, _, port = backend.service.address.rpartition(":")
+        http = SseClient(host, int(port), account.headers)
+        v1 = SseClient(host, int(port), {"Authorization": f"Bearer {api_key}"})
         try:
             # Warm-up: channels, connection pools, the model catalog, SQLite pages.
             await _run_streams([direct_stream(direct, 4), sse_stream(http, 4), v1_stream(v1, 4)])
@@ -243,10 +254,10 @@ async def _one_pace(
                     if path == "direct":
                         streams = [direct_stream(direct, args.tokens) for _ in range(n)]
                     elif path == "sse":
-                        await _warm_pool(http, n)
+                        await http.open(n)
                         streams = [sse_stream(http, args.tokens) for _ in range(n)]
                     else:
-                        await _warm_pool(v1, n)
+                        await v1.open(n)
                         streams = [v1_stream(v1, args.tokens) for _ in range(n)]
                     rows.append(
                         await _measure(
@@ -263,11 +274,6 @@ async def _one_pace(
             await http.aclose()
             await v1.aclose()
     return rows
-
-
-async def _warm_pool(http: httpx.AsyncClient, n: int) -> None:
-    """Open `n` keep-alive connections first, so TTFT does not include TCP set-up."""
-    await asyncio.gather(*(http.get("/healthz") for _ in range(n)))
 
 
 async def main(argv: Sequence[str] | None = None) -> None:
@@ -293,4 +299,5 @@ async def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    # uvloop, as the backend runs: the client's own event loop should cost what a server's does.
+    uvloop.run(main())

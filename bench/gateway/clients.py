@@ -12,11 +12,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 import orjson
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
+from bench.gateway.sse_client import SseClient
 from model_runner.client import (
     ChatMessage,
     GenerationOptions,
@@ -102,56 +102,55 @@ def ws_stream(ws: ClientConnection, tokens: int) -> StreamFn:
     return run
 
 
-def sse_stream(http: httpx.AsyncClient, tokens: int) -> StreamFn:
-    body = {"content": PROMPT, "params": {"max_tokens": tokens}}
+def sse_stream(http: SseClient, tokens: int) -> StreamFn:
+    body = orjson.dumps({"content": PROMPT, "params": {"max_tokens": tokens}})
 
     async def run() -> StreamTiming:
         timing = StreamTiming(time.perf_counter())
-        async with http.stream("POST", "/api/turns", json=body) as response:
-            if response.status_code != 200:
-                timing.error = f"HTTP {response.status_code}: {(await response.aread())[:200]!r}"
-                return timing
-            async for line in response.aiter_lines():
-                if not line.startswith("data: "):
-                    continue
-                now = time.perf_counter()
-                if timing.record(orjson.loads(line[6:]), now):
-                    break
+
+        def on_data(data: bytes, now: float) -> None:
+            timing.record(orjson.loads(data), now)
+
+        status, error = await http.post("/api/turns", body, on_data)
+        if status != 200:
+            timing.error = f"HTTP {status}: {error[:200]!r}"
         return timing
 
     return run
 
 
-def v1_stream(http: httpx.AsyncClient, tokens: int) -> StreamFn:
-    body = {
-        "model": "fake",
-        "messages": [{"role": "user", "content": PROMPT}],
-        "max_tokens": tokens,
-        "stream": True,
-        "stream_options": {"include_usage": True},
-    }
+def v1_stream(http: SseClient, tokens: int) -> StreamFn:
+    body = orjson.dumps(
+        {
+            "model": "fake",
+            "messages": [{"role": "user", "content": PROMPT}],
+            "max_tokens": tokens,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+    )
 
     async def run() -> StreamTiming:
         timing = StreamTiming(time.perf_counter())
         arrivals = timing.arrivals
-        async with http.stream("POST", "/v1/chat/completions", json=body) as response:
-            if response.status_code != 200:
-                timing.error = f"HTTP {response.status_code}: {(await response.aread())[:200]!r}"
-                return timing
-            async for line in response.aiter_lines():
-                if not line.startswith("data: ") or line == "data: [DONE]":
-                    continue
-                now = time.perf_counter()
-                chunk = orjson.loads(line[6:])
-                if "error" in chunk:
-                    timing.error = str(chunk["error"])
-                    continue
-                usage = chunk.get("usage")
-                if usage:
-                    timing.tokens = usage["completion_tokens"]
-                choices = chunk["choices"]
-                if choices and choices[0]["delta"].get("content"):
-                    arrivals.append(now)
+
+        def on_data(data: bytes, now: float) -> None:
+            if data == b"[DONE]":
+                return
+            chunk = orjson.loads(data)
+            if "error" in chunk:
+                timing.error = str(chunk["error"])
+                return
+            usage = chunk.get("usage")
+            if usage:
+                timing.tokens = usage["completion_tokens"]
+            choices = chunk["choices"]
+            if choices and choices[0]["delta"].get("content"):
+                arrivals.append(now)
+
+        status, error = await http.post("/v1/chat/completions", body, on_data)
+        if status != 200:
+            timing.error = f"HTTP {status}: {error[:200]!r}"
         return timing
 
     return run

@@ -64,6 +64,8 @@ class RunFigures:
     errors: int
     # `direct` only: the benchmark process's gRPC client, per 1,000 tokens.
     client_cpu_ms_per_1k: float | None = None
+    # The benchmark process itself, every path: near 100 % it, not the backend, sets the pace.
+    client_core_pct: float = float("nan")
 
 
 def figures(
@@ -75,6 +77,7 @@ def figures(
     runner_cpu_ms: float,
     client_cpu_ms: float | None = None,
     streams: int | None = None,
+    client_core_pct: float = float("nan"),
 ) -> RunFigures:
     """`streams`: how many ran at once (default: every timing; a repeated single stream
     passes 1)."""
@@ -95,13 +98,14 @@ def figures(
         runner_cpu_ms_per_1k=runner_cpu_ms * per_1k,
         errors=sum(1 for t in timings if t.error is not None),
         client_cpu_ms_per_1k=None if client_cpu_ms is None else client_cpu_ms * per_1k,
+        client_core_pct=client_core_pct,
     )
 
 
 _HEADER = (
     "| model pace | streams | path | TTFT p50 ms | TTFT p99 ms | added TTFT p50 / p99 ms "
     "| gap p99 ms | tokens/s | tokens/s vs direct | backend CPU-ms/1k tok "
-    "| runner CPU-ms/1k tok | errors |"
+    "| runner CPU-ms/1k tok | bench client % of a core | errors |"
 )
 
 
@@ -125,7 +129,7 @@ def table(rows: list[RunFigures]) -> str:
         lines.append(
             f"| {r.mode} | {r.streams} | {r.path} | {r.ttft_p50_ms:.1f} | {r.ttft_p99_ms:.1f} "
             f"| {added} | {r.gap_p99_ms:.1f} | {r.tokens_per_s:,.0f} | {ratio} | {backend} "
-            f"| {r.runner_cpu_ms_per_1k:.1f} | {r.errors} |"
+            f"| {r.runner_cpu_ms_per_1k:.1f} | {r.client_core_pct:.0f} | {r.errors} |"
         )
     return "\n".join(lines)
 
