@@ -110,9 +110,12 @@ def _document(column: str) -> str:
 
 # An immutable function of a parameter: folded to a constant when the statement is planned.
 _QUERY = "to_tsquery('webui_search'::regconfig, :q)"
-# The conditions the partial indexes serve (their WHERE clauses and expressions).
+# The conditions the partial indexes serve (their WHERE clauses and expressions), and one
+# more: a reply still streaming is not a hit, as on SQLite, where it is indexed only once it
+# stops (migration 0005).
 MESSAGE_MATCH_SQL = (
     f"m.role IN ('user', 'assistant') AND m.content <> '' AND {_document('m.content')} @@ {_QUERY}"
+    " AND m.status <> 'streaming'"
 )
 TITLE_MATCH_SQL = f"c.title <> '' AND {_document('c.title')} @@ {_QUERY}"
 _HEADLINE_OPTIONS = (
