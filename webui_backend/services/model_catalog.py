@@ -13,6 +13,7 @@ import time
 
 from model_runner.client import ModelSummary, RunnerError
 from webui_backend.errors import ModelNotFoundError
+from webui_backend.services.background import every
 from webui_backend.services.runner_port import RunnerClient
 
 log = logging.getLogger(__name__)
@@ -41,12 +42,18 @@ class ModelCatalog:
 
     async def run(self) -> None:
         """Keep the list fresh; runs until cancelled."""
-        while True:
-            await asyncio.sleep(self._ttl_s / 2)
-            try:
-                await self._fetch()
-            except RunnerError as exc:  # a turn's own fetch reports it, once per turn
-                log.debug("background refresh of the runner's models failed: %s", exc)
+        await every(
+            self._ttl_s / 2,
+            self._refresh,
+            log=log,
+            failure="background refresh of the runner's models failed; retrying",
+        )
+
+    async def _refresh(self) -> None:
+        try:
+            await self._fetch()
+        except RunnerError as exc:  # a turn's own fetch reports it, once per turn
+            log.debug("background refresh of the runner's models failed: %s", exc)
 
     async def _fetch(self) -> _Models:
         async with self._lock:

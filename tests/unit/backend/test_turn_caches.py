@@ -146,9 +146,12 @@ class _CountingRunner(FakeRunnerClient):
     def __init__(self) -> None:
         super().__init__()
         self.list_calls = 0
+        self.broken = False
 
     async def list_models(self) -> list[ModelSummary]:
         self.list_calls += 1
+        if self.broken:
+            raise ValueError("an unexpected failure, not a RunnerError")
         return await super().list_models()
 
 
@@ -179,6 +182,11 @@ async def test_the_catalog_stays_fresh_without_a_turn_waiting_for_it() -> None:
         assert runner.list_calls == before
         # A refresh failure is left to the next turn's own fetch; the refresher goes on.
         runner.reachable = False
+        failed_from = runner.list_calls
+        await _eventually(lambda: runner.list_calls >= failed_from + 2)
+        assert not refresher.done()
+        # Nor does an unexpected error end it (it is logged).
+        runner.broken = True
         failed_from = runner.list_calls
         await _eventually(lambda: runner.list_calls >= failed_from + 2)
         assert not refresher.done()
