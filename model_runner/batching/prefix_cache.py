@@ -92,10 +92,6 @@ class PrefixStore:
         self._entries[key] = CachedPrefix(key, tuple(layers), nbytes)
         self._bytes += nbytes
 
-    def clear(self) -> None:
-        self._entries.clear()
-        self._bytes = 0
-
     def _drop(self, key: tuple[int, ...]) -> None:
         self._bytes -= self._entries.pop(key).nbytes
 
