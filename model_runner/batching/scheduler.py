@@ -40,8 +40,9 @@ from typing import Any
 
 from model_runner.backends.base import SequenceParams
 from model_runner.backends.detokenizer import IncrementalDetokenizer
-from model_runner.batching.prefix_cache import CachedPrefix, PrefixStore, stack_prefixes
+from model_runner.batching.prefix_cache import PrefixStore, stack_prefixes
 from model_runner.batching.sampling import ModelDefaults, RowSampler, sample_batch
+from model_runner.batching.sequence import ActiveSequence, Output, deliver
 from model_runner.batching.stream import SequenceStream
 
 logger = logging.getLogger(__name__)
@@ -63,43 +64,6 @@ class SchedulerStats:
     cache_tokens: int  # KV cache length (columns) of the running batch
     cached_prompt_tokens: int  # prompt tokens taken from the prefix store instead of computed
     prefix_cache_bytes: int  # what the prefix store holds
-
-
-class _Seq:
-    """One sequence while the engine thread owns it."""
-
-    __slots__ = (
-        "detok",
-        "eos_ids",
-        "generated",
-        "last_token",
-        "max_tokens",
-        "position",
-        "prefix",
-        "prompt",
-        "reused",
-        "sampler",
-        "stream",
-        "tokens",
-    )
-
-    def __init__(self, params: SequenceParams, stream: SequenceStream) -> None:
-        self.stream = stream
-        self.prompt = list(params.prompt_token_ids)
-        self.max_tokens = params.max_tokens
-        self.generated = 0
-        self.position = len(self.prompt)  # position id of the next token fed
-        self.last_token = -1
-        self.sampler: RowSampler | None = None
-        self.detok: IncrementalDetokenizer | None = None
-        self.eos_ids: frozenset[int] = frozenset()
-        self.tokens = list(self.prompt)  # prompt and sampled tokens, for the prefix store
-        self.prefix: CachedPrefix | None = None  # where its first `reused` tokens come from
-        self.reused = -1  # -1: the prefix store not consulted yet
-
-
-# (stream, new ids, new text, finished, eos, error)
-_Output = tuple[SequenceStream, list[int], str, bool, bool, BaseException | None]
 
 
 class BatchScheduler:
@@ -129,8 +93,8 @@ class BatchScheduler:
         self._inbox: deque[tuple[SequenceParams, SequenceStream]] = deque()
         self._cancelled: set[SequenceStream] = set()
         self._stopping = False
-        self._waiting: deque[_Seq] = deque()
-        self._running: list[_Seq] = []
+        self._waiting: deque[ActiveSequence] = deque()
+        self._running: list[ActiveSequence] = []
         self._cache: Any = None
         self._mask: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -189,7 +153,7 @@ class BatchScheduler:
             torch.set_num_threads(self._threads)
         with torch.inference_mode():
             while self._next_step():
-                outputs: list[_Output] = []
+                outputs: list[Output] = []
                 try:
                     self._admit(outputs)
                     if outputs and self._running:
@@ -233,8 +197,8 @@ class BatchScheduler:
                 self._keep_rows(keep)
         return True
 
-    def _new_seq(self, params: SequenceParams, stream: SequenceStream) -> _Seq:
-        seq = _Seq(params, stream)
+    def _new_seq(self, params: SequenceParams, stream: SequenceStream) -> ActiveSequence:
+        seq = ActiveSequence(params, stream)
         seq.sampler = RowSampler(
             params.sampling, self._defaults, params.seed, seq.prompt, self._device
         )
@@ -250,7 +214,7 @@ class BatchScheduler:
         )
         return seq
 
-    def _admit(self, outputs: list[_Output]) -> None:
+    def _admit(self, outputs: list[Output]) -> None:
         """Prefills waiting sequences together and merges them into the running batch."""
         import torch
 
@@ -259,7 +223,7 @@ class BatchScheduler:
         room = self._max_batch - len(self._running)
         if room <= 0 or not self._waiting:
             return
-        group: list[_Seq] = []
+        group: list[ActiveSequence] = []
         widest = 0  # the most prompt tokens any row of the group computes
         while self._waiting and len(group) < room:
             seq = self._waiting[0]
@@ -297,7 +261,7 @@ class BatchScheduler:
         for row, seq in enumerate(group):
             seq.stream.cached_prompt_tokens = seq.reused
             self._cached_prompt_tokens += seq.reused
-            if self._emit(seq, tokens[row], outputs):
+            if seq.emit(tokens[row], outputs):
                 kept.append(row)
             else:
                 self._remember(row, seq, cache, mask)
@@ -310,17 +274,17 @@ class BatchScheduler:
         self._merge(cache, mask)
         self._running.extend(group[row] for row in kept)
 
-    def _match(self, seq: _Seq) -> None:
+    def _match(self, seq: ActiveSequence) -> None:
         """Looks the sequence's prompt up in the prefix store (once)."""
         if seq.reused < 0:
             seq.prefix, seq.reused = self._prefixes.match(seq.prompt)
 
-    def _reused_cache(self, group: list[_Seq], width: int) -> Any:
+    def _reused_cache(self, group: list[ActiveSequence], width: int) -> Any:
         from model_runner.batching.kv_cache import cache_of
 
         return cache_of(stack_prefixes([(seq.prefix, seq.reused) for seq in group], width))
 
-    def _remember(self, row: int, seq: _Seq, cache: Any, mask: Any) -> None:
+    def _remember(self, row: int, seq: ActiveSequence, cache: Any, mask: Any) -> None:
         """Keeps a sequence leaving the batch in the prefix store."""
         if not self._prefixes.enabled:
             return
@@ -330,7 +294,7 @@ class BatchScheduler:
         computed = seq.tokens[: int(columns.numel())]
         self._prefixes.add(computed, row_state(cache, row, columns))
 
-    def _decode_step(self, outputs: list[_Output]) -> None:
+    def _decode_step(self, outputs: list[Output]) -> None:
         import torch
 
         running = self._running
@@ -350,28 +314,9 @@ class BatchScheduler:
         self._decoded_tokens += len(running)
         self._max_decode_batch = max(self._max_decode_batch, len(running))
         tokens = sample_batch(out.logits[:, -1, :], [s.sampler for s in running])  # type: ignore[misc]
-        keep = [i for i, seq in enumerate(running) if self._emit(seq, tokens[i], outputs)]
+        keep = [i for i, seq in enumerate(running) if seq.emit(tokens[i], outputs)]
         if len(keep) != len(running):
             self._keep_rows(keep)
-
-    def _emit(self, seq: _Seq, token: int, outputs: list[_Output]) -> bool:
-        """Records a sampled token and queues its output; False when the sequence is done."""
-        assert seq.sampler is not None
-        assert seq.detok is not None
-        if token in seq.eos_ids:
-            outputs.append((seq.stream, [], seq.detok.flush(), True, True, None))
-            return False
-        seq.sampler.record(token)
-        seq.tokens.append(token)
-        seq.generated += 1
-        seq.last_token = token
-        seq.position += 1
-        text = seq.detok.push([token])
-        done = seq.generated >= seq.max_tokens
-        if done:
-            text += seq.detok.flush()
-        outputs.append((seq.stream, [token], text, done, False, None))
-        return not done
 
     def _merge(self, cache: Any, mask: Any) -> None:
         """Appends prefilled rows to the running batch, left-padding the shorter side."""
@@ -407,13 +352,8 @@ class BatchScheduler:
         self._mask = mask[:, start:].contiguous()
         select_rows(self._cache, index, start)
 
-    def _send(self, outputs: list[_Output]) -> None:
+    def _send(self, outputs: list[Output]) -> None:
         if outputs and self._loop is not None and not self._loop.is_closed():
             # RuntimeError: the loop closed meanwhile, so nobody is listening any more.
             with contextlib.suppress(RuntimeError):
-                self._loop.call_soon_threadsafe(_deliver, outputs)
-
-
-def _deliver(outputs: list[_Output]) -> None:
-    for stream, ids, text, finished, eos, error in outputs:
-        stream.push(ids, text, finished, eos, error)
+                self._loop.call_soon_threadsafe(deliver, outputs)
