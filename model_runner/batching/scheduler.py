@@ -259,6 +259,9 @@ class BatchScheduler:
         tokens = sample_batch(out.logits[:, -1, :], [s.sampler for s in group])  # type: ignore[misc]
         kept: list[int] = []
         for row, seq in enumerate(group):
+            # Copied into this batch's cache: holding the entry longer would keep an evicted
+            # entry's tensors alive, past the store's bound, for the whole reply.
+            seq.prefix = None
             seq.stream.cached_prompt_tokens = seq.reused
             self._cached_prompt_tokens += seq.reused
             if seq.emit(tokens[row], outputs):
