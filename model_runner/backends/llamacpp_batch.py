@@ -38,6 +38,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from model_runner.backends.base import SequenceParams
+from model_runner.batching.prefix_cache import common_prefix
 
 logger = logging.getLogger(__name__)
 
@@ -197,7 +198,7 @@ class BatchDecoder:
         slot = self._pick_slot(prompt)
         self._free_slots.remove(slot)
         cached = self._slot_cache.pop(slot, [])
-        reuse = _common(cached, prompt)
+        reuse = common_prefix(cached, prompt)
         donor, shared = self._donor(prompt)
         if shared >= reuse + _MIN_COPIED_PREFIX:
             # llama.cpp copies the donor's whole KV stream into this slot at the start of the
@@ -233,7 +234,7 @@ class BatchDecoder:
                 if empty < 0:
                     empty = slot
                 continue
-            common = _common(cached, prompt)
+            common = common_prefix(cached, prompt)
             if common > longest_common:
                 longest, longest_common = slot, common
             continues = common >= max(len(cached) - _CONTINUATION_SLACK, len(cached) // 2, 1)
@@ -251,7 +252,7 @@ class BatchDecoder:
         candidates = [(s.slot, s.kv_tokens) for s in self._active]
         candidates += self._slot_cache.items()
         for slot, tokens in candidates:
-            common = _common(tokens, prompt)
+            common = common_prefix(tokens, prompt)
             if common > shared:
                 donor, shared = slot, common
         return donor, shared
@@ -336,15 +337,6 @@ class BatchDecoder:
         sequence.last_token = token
         if sequence.produced >= params.max_tokens:
             self._drop(sequence, keep_cells=True)
-
-
-def _common(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 def _sampler_chain(lib: Any, model: Any, params: SequenceParams) -> Any:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 # Fewer shared tokens than this are prefilled again: copying a handful of columns into the
 # batch costs about what computing them does.
@@ -64,7 +64,7 @@ class PrefixStore:
         best: CachedPrefix | None = None
         best_n = self._min_tokens - 1
         for entry in self._entries.values():
-            n = _common_prefix(entry.tokens, wanted)
+            n = common_prefix(entry.tokens, wanted)
             if n > best_n:
                 best, best_n = entry, n
         if best is None:
@@ -113,8 +113,13 @@ def stack_prefixes(rows: Sequence[tuple[CachedPrefix | None, int]], width: int) 
     return layers
 
 
-def _common_prefix(a: tuple[int, ...], b: tuple[int, ...]) -> int:
-    """Length of the common prefix; tuple slices compare in C, so bisect on them."""
+# Both sides of a comparison must be the same kind: a list slice never equals a tuple slice.
+Tokens = TypeVar("Tokens", list[int], tuple[int, ...])
+
+
+def common_prefix(a: Tokens, b: Tokens) -> int:
+    """Length of the common prefix of two token sequences of the same type. Slices compare in
+    C, so this bisects on them instead of stepping through the tokens in Python."""
     n = min(len(a), len(b))
     if a[:n] == b[:n]:
         return n
