@@ -162,6 +162,7 @@ async def _start(
     accounts = await build_account_services(
         settings,
         sessions=sessions,
+        transactions=transactions,
         runner=runner,
         catalog=catalog,
         pool=owned_client,

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from model_runner.client import GrpcRunnerClient
+from webui_backend.db.transactions import Transactions
 from webui_backend.services.admin_models import ModelAccessService
 from webui_backend.services.admin_runners import RunnerAdminClient, RunnerAdminService
 from webui_backend.services.api_keys import ApiKeyService
@@ -56,6 +57,7 @@ async def build_account_services(
     settings: Settings,
     *,
     sessions: async_sessionmaker[AsyncSession],
+    transactions: Transactions,
     runner: RunnerClient,
     catalog: ModelCatalog,
     pool: RunnerPool | None,
@@ -84,7 +86,7 @@ async def build_account_services(
             principals=principals,
         ),
         settings_store=store,
-        api_keys=ApiKeyService(sessions),
+        api_keys=ApiKeyService(sessions, principals),
         users=UserAdminService(sessions, principals),
         model_access=ModelAccessService(
             sessions=sessions, catalog=catalog, settings_store=store, limiter=limiter
@@ -94,7 +96,7 @@ async def build_account_services(
             client_factory=runner_client,
             on_change=pool.set_addresses if pool is not None else None,
         ),
-        usage=UsageService(sessions),
+        usage=UsageService(sessions, transactions),
         audit=AuditService(sessions),
         shares=ShareService(sessions, public_url=settings.public_url),
         importer=ChatImportService(sessions),

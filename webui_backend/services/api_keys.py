@@ -11,13 +11,19 @@ from webui_backend.db.models_admin import ApiKey
 from webui_backend.db.repositories.auth_sessions import ApiKeyRepository
 from webui_backend.errors import InvalidInputError, NotFoundError
 from webui_backend.services.auth_crypto import digest, new_api_key
+from webui_backend.services.principal_cache import PrincipalCache
 
 _MAX_KEYS_PER_USER = 100
 
 
 class ApiKeyService:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], principals: PrincipalCache | None = None
+    ) -> None:
         self._sessions = sessions
+        # The account behind a key is cached like an access token's (AuthService); a deleted
+        # key must stop working here at once.
+        self._principals = principals
 
     async def create(
         self, user_id: str, *, name: str, expires_at: datetime | None
@@ -50,3 +56,5 @@ class ApiKeyService:
         async with self._sessions() as session, session.begin():
             if not await ApiKeyRepository(session).delete_owned(key_id, user_id):
                 raise NotFoundError("API key not found.", code="api_key_not_found")
+        if self._principals is not None:
+            self._principals.forget_user(user_id)

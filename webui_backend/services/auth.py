@@ -3,8 +3,9 @@
 Three credentials authenticate a request: the browser's session cookie (a random token whose
 SHA-256 is in `auth_session`), a short-lived access token (JWT) and an API key (`sk-...`,
 SHA-256 in `api_key`). Every check reads the user row, so a disabled account or a changed
-role takes effect on the next request; for access tokens that read is cached for a few
-seconds (`PrincipalCache`), and changes made through this process drop it at once.
+role takes effect on the next request; for access tokens and API keys that read is cached for
+a few seconds (`PrincipalCache`), and changes made through this process (a disabled account, a
+deleted key) drop it at once.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ _FIRST_ADMIN_KEY = "bootstrap.first_admin"
 # Seconds between two `last_used_at` writes for one API key: one write per request would turn
 # every read into a write.
 _KEY_TOUCH_INTERVAL = timedelta(seconds=60)
+# Principal cache keys of API keys; access tokens (JWTs) never start with it.
+_API_KEY_CACHE_PREFIX = "api_key:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,19 +248,36 @@ class AuthService:
         return principal
 
     async def _authenticate_api_key(self, key: str) -> AuthenticatedUser:
+        # Cached under the key's digest (the secret itself is never kept), like an access
+        # token: a `/v1` request then reads no row (the lookup, with its ORM session, was most
+        # of a request's start). Deleting a key drops its user's entries in this process.
+        key_hash = digest(key)
+        cache_key = _API_KEY_CACHE_PREFIX + key_hash
+        cached = self._principals.get(cache_key)
+        if cached is not None:
+            return cached
+        generation = self._principals.generation
         now = utcnow()
         async with self._sessions() as session:
-            found = await ApiKeyRepository(session).find_by_hash(digest(key))
+            found = await ApiKeyRepository(session).find_by_hash(key_hash)
             if found is None:
                 raise UnauthorizedError("The API key is not valid.", code="invalid_api_key")
             api_key, user = found
-            if api_key.expires_at is not None and _aware(api_key.expires_at) <= now:
+            expires_at = _aware(api_key.expires_at) if api_key.expires_at is not None else None
+            if expires_at is not None and expires_at <= now:
                 raise UnauthorizedError("The API key has expired.", code="api_key_expired")
             last = api_key.last_used_at
             if last is None or now - _aware(last) >= _KEY_TOUCH_INTERVAL:
                 await ApiKeyRepository(session).touch(api_key.id, now)
                 await session.commit()
-        return _principal(user, "api_key", None)
+        principal = _principal(user, "api_key", None)
+        self._principals.put(
+            cache_key,
+            principal,
+            generation,
+            expires_at=expires_at.timestamp() if expires_at is not None else None,
+        )
+        return principal
 
 
 def _principal(user: User, via: Via, session_id: str | None) -> AuthenticatedUser:

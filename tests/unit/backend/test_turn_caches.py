@@ -136,9 +136,27 @@ async def test_usage_adds_up_over_turns(services: AppServices) -> None:
     for _ in range(3):
         handle = await services.turns.start_turn(user_id, TurnRequest(content="Hi", model="fake"))
         await _finish(services, user_id, handle.turn_id)
-    rows = await UsageService(services.sessions).query(start=None, end=None, user_id=user_id)
+    rows = await UsageService(services.sessions, services.transactions).query(
+        start=None, end=None, user_id=user_id
+    )
     assert [(r.model, r.requests, r.prompt_tokens, r.completion_tokens) for r in rows] == [
         ("fake", 3, 9, 6)
+    ]
+
+
+async def test_usage_outside_a_chat_adds_to_the_same_row(services: AppServices) -> None:
+    """`/v1` records usage through the turn writer (`TurnWrites.add_usage`): the same daily
+    row as chat replies, on SQLite's bare statements and on PostgreSQL's Core ones."""
+    _, user_id = await _admin_and_user(services)
+    handle = await services.turns.start_turn(user_id, TurnRequest(content="Hi", model="fake"))
+    await _finish(services, user_id, handle.turn_id)
+    usage = UsageService(services.sessions, services.transactions)
+    await usage.record(user_id, model="fake", prompt_tokens=10, completion_tokens=20)
+    await usage.record(user_id, model="other", prompt_tokens=1, completion_tokens=2)
+    rows = await usage.query(start=None, end=None, user_id=user_id)
+    assert sorted((r.model, r.requests, r.prompt_tokens, r.completion_tokens) for r in rows) == [
+        ("fake", 2, 13, 22),
+        ("other", 1, 1, 2),
     ]
 
 

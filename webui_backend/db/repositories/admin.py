@@ -10,8 +10,6 @@ from sqlalchemy import (
     func,
     select,
 )
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from webui_backend.db.models import User, new_id, utcnow
@@ -114,34 +112,6 @@ class RunnerRepository:
 class UsageRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
-
-    def _upsert(self) -> Any:
-        # INSERT ... ON CONFLICT DO UPDATE: both dialects spell it the same in SQLAlchemy.
-        if self._session.get_bind().dialect.name == "postgresql":
-            return postgresql_insert(UsageDaily)
-        return sqlite_insert(UsageDaily)
-
-    async def add(
-        self, *, user_id: str, model: str, day: date, prompt_tokens: int, completion_tokens: int
-    ) -> None:
-        """Add one reply's tokens to the user's row for this model and day (an upsert)."""
-        stmt = self._upsert().values(
-            user_id=user_id,
-            model=model,
-            day=day,
-            requests=1,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-        )
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["user_id", "model", "day"],
-            set_={
-                "requests": UsageDaily.requests + 1,
-                "prompt_tokens": UsageDaily.prompt_tokens + prompt_tokens,
-                "completion_tokens": UsageDaily.completion_tokens + completion_tokens,
-            },
-        )
-        await self._session.execute(stmt)
 
     async def query(
         self,

@@ -83,6 +83,13 @@ class TurnWrites(Protocol):
         """Add one request and its tokens to the reply's owner's usage for (model, day)."""
         ...
 
+    def add_usage(
+        self, user_id: str, *, model: str, day: date, prompt_tokens: int, completion_tokens: int
+    ) -> None:
+        """Add one request and its tokens to `user_id`'s usage for (model, day) (requests
+        outside a chat, such as `/v1/chat/completions`)."""
+        ...
+
     def checkpoint(self, checkpoints: Sequence[Checkpoint], at: datetime) -> None:
         """Store partial replies in one executemany (a statement per reply, with hundreds
         live, held SQLite's write lock long enough for other writers to time out). Only a
@@ -160,6 +167,21 @@ class SessionTurnWrites:
             _usage_for_reply_statement(dialect),
             {
                 "u_reply": reply_id,
+                "u_model": model,
+                "u_day": day,
+                "u_prompt": prompt_tokens,
+                "u_completion": completion_tokens,
+            },
+        )
+
+    def add_usage(
+        self, user_id: str, *, model: str, day: date, prompt_tokens: int, completion_tokens: int
+    ) -> None:
+        dialect = self._session.get_bind().dialect.name
+        self._session.execute(
+            _usage_statement(dialect),
+            {
+                "u_user": user_id,
                 "u_model": model,
                 "u_day": day,
                 "u_prompt": prompt_tokens,
@@ -269,7 +291,6 @@ def _branch_history_statement() -> Select[MessageRole, str]:
 def _usage_for_reply_statement(dialect: str) -> Any:
     """Built once per dialect: every reply that ends runs it, and building the upsert cost
     more CPU than executing it."""
-    dialect_insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
     owner = (
         select(
             Chat.user_id,
@@ -282,10 +303,30 @@ def _usage_for_reply_statement(dialect: str) -> Any:
         .join(Message, Message.chat_id == Chat.id)
         .where(Message.id == bindparam("u_reply"))
     )
+    return _usage_upsert(dialect, owner)
+
+
+@functools.cache
+def _usage_statement(dialect: str) -> Any:
+    """`_usage_for_reply_statement` for a known user (built once per dialect, likewise)."""
+    row = select(
+        bindparam("u_user", type_=String),
+        bindparam("u_model", type_=String),
+        bindparam("u_day", type_=Date),
+        literal(1),
+        bindparam("u_prompt", type_=Integer),
+        bindparam("u_completion", type_=Integer),
+    )
+    return _usage_upsert(dialect, row)
+
+
+def _usage_upsert(dialect: str, rows: Select[*tuple[Any, ...]]) -> Any:
+    """INSERT the usage row(s) selected by `rows`, adding to the row that exists."""
+    dialect_insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
     # The Core table, not the entity: with a parameter dict the ORM would run a bulk insert.
     table = cast(Table, UsageDaily.__table__)
     stmt = dialect_insert(table).from_select(
-        ["user_id", "model", "day", "requests", "prompt_tokens", "completion_tokens"], owner
+        ["user_id", "model", "day", "requests", "prompt_tokens", "completion_tokens"], rows
     )
     return stmt.on_conflict_do_update(
         index_elements=["user_id", "model", "day"],

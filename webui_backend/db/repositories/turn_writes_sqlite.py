@@ -62,6 +62,13 @@ _USAGE = (
     "prompt_tokens = usage_daily.prompt_tokens + excluded.prompt_tokens, "
     "completion_tokens = usage_daily.completion_tokens + excluded.completion_tokens"
 )
+_USAGE_OF_USER = (
+    "INSERT INTO usage_daily (user_id, model, day, requests, prompt_tokens, completion_tokens) "
+    "VALUES (?, ?, ?, 1, ?, ?) ON CONFLICT (user_id, model, day) DO UPDATE SET "
+    "requests = usage_daily.requests + 1, "
+    "prompt_tokens = usage_daily.prompt_tokens + excluded.prompt_tokens, "
+    "completion_tokens = usage_daily.completion_tokens + excluded.completion_tokens"
+)
 _CHECKPOINT = (
     "UPDATE message SET content = ?, content_seq = ?, updated_at = ? "
     f"WHERE id = ? AND status = '{MessageStatus.STREAMING.value}' AND content_seq < ?"
@@ -163,6 +170,13 @@ class SqliteTurnWrites:
     ) -> None:
         self._cursor.execute(
             _USAGE, (model, day.isoformat(), prompt_tokens, completion_tokens, reply_id)
+        )
+
+    def add_usage(
+        self, user_id: str, *, model: str, day: date, prompt_tokens: int, completion_tokens: int
+    ) -> None:
+        self._cursor.execute(
+            _USAGE_OF_USER, (user_id, model, day.isoformat(), prompt_tokens, completion_tokens)
         )
 
     def checkpoint(self, checkpoints: Sequence[Checkpoint], at: datetime) -> None:

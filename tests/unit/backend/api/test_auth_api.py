@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+
 import httpx
 from fastapi import FastAPI
 
@@ -155,6 +159,31 @@ async def test_expired_api_key_is_refused(client: httpx.AsyncClient, alice: Acco
         headers=alice.headers,
     )
     assert past.status_code == 400
+
+
+async def test_a_cached_api_key_stops_working_when_it_expires(
+    client: httpx.AsyncClient, alice: Account
+) -> None:
+    """The account behind a key is cached for a few seconds; the entry ends with the key."""
+    expires = datetime.now(UTC) + timedelta(seconds=1)
+    created = await client.post(
+        "/api/keys",
+        json={"name": "short", "expires_at": expires.isoformat()},
+        headers=alice.headers,
+    )
+    as_key = {"Authorization": f"Bearer {created.json()['secret']}"}
+    assert (await client.get("/api/auth/me", headers=as_key)).status_code == 200  # cached now
+    deadline = time.monotonic() + 10
+    while True:
+        response = await client.get("/api/auth/me", headers=as_key)
+        if response.status_code != 200 or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.05)
+    refused_at = datetime.now(UTC)
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "api_key_expired"
+    # Sooner than the cache's own 5 s from the first use: the entry ended with the key.
+    assert refused_at - expires < timedelta(seconds=3)
 
 
 async def test_disabling_an_account_ends_its_sessions_and_keys_at_once(
