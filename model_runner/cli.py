@@ -27,6 +27,7 @@ _FLAGS: dict[str, tuple[str, type, str]] = {
     "grace-seconds": ("grace_seconds", float, "drain time on SIGTERM"),
     "fake-tokens-per-second": ("fake_tokens_per_second", float, "fake backend pace; 0 = max"),
     "fake-reply-tokens": ("fake_reply_tokens", int, "fake backend reply length"),
+    "fake-step-clock": ("fake_step_clock", str, "fake pacing: shared (default) | per_stream"),
     "metrics-port": ("metrics_port", int, "serve Prometheus metrics here; 0 picks a free port"),
     "keep-alive": ("keep_alive_s", float, "seconds a model stays loaded when idle (default 300)"),
     "max-loaded-models": ("max_loaded_models", int, "most models loaded at once; 0 = no cap"),

@@ -116,6 +116,11 @@ class RunnerSettings(BaseSettings, TelemetrySettings):
     )
 
     fake_tokens_per_second: float = Field(default=0.0, ge=0, description="0 = full speed")
+    fake_step_clock: Literal["shared", "per_stream"] = Field(
+        default="shared",
+        description="shared: paced streams step together, as in a batching engine; "
+        "per_stream: every stream on its own timer",
+    )
     fake_reply_tokens: int = Field(default=64, ge=1)
     fake_context_tokens: int = Field(default=4096, ge=16)
     fake_load_seconds: float = Field(default=0.0, ge=0, description="Simulated load time")

@@ -67,6 +67,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--paces", type=float, nargs="+", help="fake tok/s; 0 = full speed")
     parser.add_argument("--paths", nargs="+", choices=PATHS, default=list(PATHS))
     parser.add_argument(
+        "--step-clocks",
+        nargs="+",
+        choices=("shared", "per_stream"),
+        default=["shared"],
+        help="how the fake model paces its streams: shared (they step together, as in a "
+        "batching engine; default) or per_stream (one timer per stream, a harder load)",
+    )
+    parser.add_argument(
         "--workers",
         type=int,
         nargs="+",
@@ -93,11 +101,15 @@ def _pace_name(pace: float) -> str:
 
 
 @contextlib.contextmanager
-def _services(pace: float, tokens: int, max_streams: int, data_dir: Path, workers: int):  # type: ignore[no-untyped-def]
+def _services(  # type: ignore[no-untyped-def]
+    pace: float, tokens: int, max_streams: int, data_dir: Path, workers: int, step_clock: str
+):
     slots = str(max(max_streams, 1) + 8)
     runner: RunnerProcess = start_runner(
         "--fake-tokens-per-second",
         f"{pace:g}",
+        "--fake-step-clock",
+        step_clock,
         "--fake-reply-tokens",
         str(tokens),
         "--max-running",
@@ -216,11 +228,13 @@ async def _measure(
 
 
 async def _one_pace(
-    args: argparse.Namespace, pace: float, data_dir: Path, workers: int
+    args: argparse.Namespace, pace: float, data_dir: Path, workers: int, step_clock: str
 ) -> list[RunFigures]:
     mode = _pace_name(pace) + (f" · {workers} workers" if workers > 1 else "")
+    if pace and step_clock != "shared":
+        mode += " · per-stream timers"
     rows: list[RunFigures] = []
-    with _services(pace, args.tokens, max(args.streams), data_dir, workers) as (
+    with _services(pace, args.tokens, max(args.streams), data_dir, workers, step_clock) as (
         runner,
         backend,
     ):
@@ -284,9 +298,11 @@ async def main(argv: Sequence[str] | None = None) -> None:
     rows: list[RunFigures] = []
     with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp:
         for i, pace in enumerate(args.paces):
-            for workers in args.workers:
-                data_dir = Path(tmp) / f"data-{i}-{workers}"
-                rows += await _one_pace(args, pace, data_dir, workers)
+            # Full speed has no clock to share: one pass covers it.
+            for step_clock in args.step_clocks if pace else args.step_clocks[:1]:
+                for workers in args.workers:
+                    data_dir = Path(tmp) / f"data-{i}-{workers}-{step_clock}"
+                    rows += await _one_pace(args, pace, data_dir, workers, step_clock)
     print()
     print(table(rows))
     print()

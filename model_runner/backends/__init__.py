@@ -43,6 +43,7 @@ def create_backend(settings: RunnerSettings, name: str | None = None) -> Backend
                 context_tokens=settings.fake_context_tokens,
                 max_output_tokens=settings.max_tokens_cap,
                 load_seconds=settings.fake_load_seconds,
+                step_clock=settings.fake_step_clock,
             )
         )
     raise NotSupported(f"backend {name!r} is not available in this build yet; use --backend fake")

@@ -6,8 +6,16 @@ as `<|role|>\\n{content}\\n`, then `<|assistant|>\\n` when a generation prompt i
 
 Reply: `fake_reply_tokens` words from a fixed list, starting at a position derived from the
 last user message (and from the caller's seed, if one is given), so the same prompt always gets
-the same reply. Words arrive at `fake_tokens_per_second` per stream, each on its own asyncio
-timer (0 = as fast as the reader takes them, still yielding to the loop between tokens).
+the same reply. Words arrive at `fake_tokens_per_second` per stream (0 = as fast as the reader
+takes them, still yielding to the loop between tokens).
+
+Paced streams step together, as in a batching engine: one forward pass gives every running
+sequence its next token, so their tokens leave in the same instant (and, over a ChatSession, in
+one message). The step clock starts when a stream arrives at an idle model; a stream that joins
+a running clock gets its first token at the first step at least one interval after it arrived
+(its prefill), never sooner than alone. `step_clock="per_stream"` gives every stream its own
+timer instead, a harder load for a caller (one wake-up per stream per token) that no batching
+engine produces.
 
 Test hooks, read from the start of the last user message (or of a raw prompt):
 - `/echo TEXT`   the reply is exactly TEXT, one token per whitespace-led word piece.
@@ -23,11 +31,13 @@ Test hooks, read from the start of the last user message (or of a raw prompt):
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import threading
 import zlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from model_runner.backends.base import GenerationStep, ModelInfo, ModelSpec, SequenceParams
 from model_runner.backends.detokenizer import IncrementalDetokenizer
@@ -91,6 +101,32 @@ class FakeBackendConfig:
     context_tokens: int = 4096
     max_output_tokens: int = 4096
     load_seconds: float = 0.0
+    step_clock: Literal["shared", "per_stream"] = "shared"
+
+
+class _StepClock:
+    """The step times shared by the paced streams of one pace: epoch + k * interval."""
+
+    __slots__ = ("epoch", "interval", "streams")
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.epoch = 0.0
+        self.streams = 0
+
+    def join(self, now: float) -> float:
+        """Registers a stream arriving at `now`; returns the time its token 0 is due, minus
+        one interval (so token i is due at the returned time + (i + 1) * interval)."""
+        if self.streams == 0:
+            self.epoch = now
+        self.streams += 1
+        steps = math.ceil((now - self.epoch) / self.interval - 1e-9)
+        return self.epoch + steps * self.interval
+
+    def leave(self) -> int:
+        """Unregisters a stream; returns how many are left."""
+        self.streams -= 1
+        return self.streams
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +149,7 @@ class FakeBackend:
         self._ids: dict[str, int] = {}
         self._vocab_lock = threading.Lock()
         self._loaded = False
+        self._clocks: dict[float, _StepClock] = {}
         for word in _WORDS:
             self._piece_id(word)
             self._piece_id(" " + word)
@@ -159,38 +196,50 @@ class FakeBackend:
         loop = asyncio.get_running_loop()
         interval = 1.0 / plan.tokens_per_second if plan.tokens_per_second > 0 else 0.0
         start = loop.time()
+        clock = None
+        if interval and self._config.step_clock == "shared":
+            clock = self._clocks.get(interval)
+            if clock is None:
+                clock = self._clocks[interval] = _StepClock(interval)
+            start = clock.join(start)
         length = plan.length
         count = min(params.max_tokens, length) if not params.ignore_eos else params.max_tokens
         detok = IncrementalDetokenizer(self._decode) if plan.byte_text is not None else None
         produced = 0
-        while produced < count:
-            if interval:
-                # Pace against the start time, not the previous token, so lag does not build up.
-                delay = start + (produced + 1) * interval - loop.time()
-                await asyncio.sleep(delay if delay > 0 else 0)
-                # A reader that fell behind gets every due token in one step, as a batching
-                # engine's per-sequence queue would give it: fewer, larger messages under load.
-                due = int((loop.time() - start) / interval)
-                n = min(max(1, due - produced), count - produced)
-            else:
-                await asyncio.sleep(0)
-                n = 1
-            if plan.fail_after is not None:
-                n = min(n, plan.fail_after - produced)
-                if n <= 0:
-                    raise RuntimeError(f"fake backend failure after {produced} tokens (/fail hook)")
-            ids: list[int] = []
-            texts: list[str] = []
-            for i in range(produced, produced + n):
-                token_id, text = plan.piece(i)
-                if token_id in params.stop_token_ids:
-                    yield GenerationStep(ids, self._text(detok, ids, texts), True)
-                    return
-                ids.append(token_id)
-                texts.append(text)
-            produced += n
-            eos = produced == length and not params.ignore_eos
-            yield GenerationStep(ids, self._text(detok, ids, texts), eos)
+        try:
+            while produced < count:
+                if interval:
+                    # Pace against the start, not the previous token, so lag does not build up.
+                    delay = start + (produced + 1) * interval - loop.time()
+                    await asyncio.sleep(delay if delay > 0 else 0)
+                    # A reader that fell behind gets every due token in one step, as a batching
+                    # engine's per-sequence queue would give it: fewer, larger messages under load.
+                    due = int((loop.time() - start) / interval)
+                    n = min(max(1, due - produced), count - produced)
+                else:
+                    await asyncio.sleep(0)
+                    n = 1
+                if plan.fail_after is not None:
+                    n = min(n, plan.fail_after - produced)
+                    if n <= 0:
+                        raise RuntimeError(
+                            f"fake backend failure after {produced} tokens (/fail hook)"
+                        )
+                ids: list[int] = []
+                texts: list[str] = []
+                for i in range(produced, produced + n):
+                    token_id, text = plan.piece(i)
+                    if token_id in params.stop_token_ids:
+                        yield GenerationStep(ids, self._text(detok, ids, texts), True)
+                        return
+                    ids.append(token_id)
+                    texts.append(text)
+                produced += n
+                eos = produced == length and not params.ignore_eos
+                yield GenerationStep(ids, self._text(detok, ids, texts), eos)
+        finally:
+            if clock is not None and clock.leave() == 0:
+                self._clocks.pop(interval, None)
 
     @staticmethod
     def _text(detok: IncrementalDetokenizer | None, ids: list[int], texts: list[str]) -> str:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import asyncio
+
 from model_runner.backends.base import GenerationStep, ModelSpec, SequenceParams
 from model_runner.backends.fake import FakeBackend, FakeBackendConfig
 from model_runner.domain import Conversation, Message, SamplingParams
@@ -61,3 +63,50 @@ async def test_tokenize_round_trips_through_token_strings() -> None:
     backend = await loaded()
     ids = await backend.tokenize("one two  three")
     assert backend.token_strings(ids) == ["one", " two", "  three"]
+
+
+async def _token_times(
+    backend: FakeBackend, text: str, after: asyncio.Event | None = None
+) -> tuple[float, list[float]]:
+    """When the stream asked for its first step, and when each step arrived (loop time)."""
+    loop = asyncio.get_running_loop()
+    ids = await backend.tokenize_conversation(Conversation((Message("user", text),)))
+    params = SequenceParams(ids, 100, SamplingParams(), seed=0)
+    started = loop.time()
+    times = []
+    async for _ in backend.generate(params):
+        times.append(loop.time())
+        if after is not None:
+            after.set()
+    return started, times
+
+
+async def test_paced_streams_step_together_like_a_batch() -> None:
+    """A stream that arrives between two steps of a running one joins its step clock: its
+    tokens arrive in the same instants, the first one no sooner than one interval after it
+    arrived (its prefill), as in a batching engine."""
+    backend = await loaded(tokens_per_second=50, reply_tokens=6)
+    first_token = asyncio.Event()
+    running = asyncio.create_task(_token_times(backend, "/long 8", first_token))
+    await first_token.wait()
+    await asyncio.sleep(0.007)  # arrive off the step grid
+    joined_at, joined = await _token_times(backend, "/long 3")
+    _, steps = await running
+    assert len(joined) == 3
+    assert joined[0] - joined_at >= 0.02 - 0.001
+    for t in joined:
+        assert min(abs(t - s) for s in steps) < 0.002, (t, steps)
+
+
+async def test_per_stream_clock_paces_each_stream_from_its_own_start() -> None:
+    backend = FakeBackend(FakeBackendConfig(tokens_per_second=50, step_clock="per_stream"))
+    await backend.load(ModelSpec("fake"))
+    first_token = asyncio.Event()
+    running = asyncio.create_task(_token_times(backend, "/long 8", first_token))
+    await first_token.wait()
+    await asyncio.sleep(0.007)
+    joined_at, joined = await _token_times(backend, "/long 3")
+    _, steps = await running
+    # Its own timer: off the other stream's steps by the offset it arrived at.
+    assert all(min(abs(t - s) for s in steps) > 0.002 for t in joined), (joined, steps)
+    assert joined[0] - joined_at < 0.02 + 0.015
