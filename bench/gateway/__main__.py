@@ -31,6 +31,7 @@ from pathlib import Path
 import uvloop
 from websockets.asyncio.client import ClientConnection, connect
 
+from bench.gateway.calibration import calibrate
 from bench.gateway.clients import (
     StreamFn,
     StreamTiming,
@@ -294,6 +295,9 @@ async def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     command = "uv run python -m bench.gateway " + " ".join(sys.argv[1:] if argv is None else argv)
     print(f"$ {command.strip()}", flush=True)
+    slowest = min((p for p in args.paces if p), default=50.0)
+    machine = calibrate(slowest).describe(slowest)
+    print(machine, flush=True)
     started = time.perf_counter()
     rows: list[RunFigures] = []
     with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp:
@@ -303,6 +307,8 @@ async def main(argv: Sequence[str] | None = None) -> None:
                 for workers in args.workers:
                     data_dir = Path(tmp) / f"data-{i}-{workers}-{step_clock}"
                     rows += await _one_pace(args, pace, data_dir, workers, step_clock)
+    print()
+    print(machine)
     print()
     print(table(rows))
     print()
