@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import uuid
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from contextlib import aclosing
 
 import grpc
@@ -39,6 +39,7 @@ from model_runner.client_errors import (
     error_from_rpc,
 )
 from model_runner.client_session import SessionChannel
+from model_runner.client_streams import call_stream, session_into, session_stream
 from model_runner.client_types import (
     ChatMessage,
     GenerationOptions,
@@ -53,7 +54,6 @@ from model_runner.client_types import (
     chat_request_to_proto,
     conversation_to_proto,
     details_from_proto,
-    finished_from_proto,
     load_from_proto,
     load_progress_from_proto,
     summary_from_proto,
@@ -186,17 +186,12 @@ class GrpcRunnerClient:
         Raises `RunnerRejectedError` subclasses before StreamStarted, `RunnerUnavailableError`
         when the runner cannot be reached or the stream breaks (also after StreamStarted).
         """
-        try:
-            request = chat_request_to_proto(
-                messages, model, request_id or uuid.uuid4().hex, options
-            )
-        except (ValueError, TypeError) as exc:  # e.g. a negative max_tokens or seed
-            raise RunnerInvalidRequestError(f"invalid generation options: {exc}") from exc
+        request = _chat_request(messages, model, request_id, options)
         timeout = self._default_timeout_s if timeout_s is None else timeout_s
         channel = await self._connected()
         if self._sessions_enabled:
             session = self._session_on(channel)
-            events = self._session_stream(session, request, timeout, metadata)
+            events = session_stream(session, request, timeout, metadata, self._target)
             try:
                 async with aclosing(events):
                     async for event in events:
@@ -207,10 +202,42 @@ class GrpcRunnerClient:
                     raise
                 # An older runner without ChatSession: nothing was started; use ChatStream.
                 self._sessions_enabled = False
-        events = self._call_stream(channel, request, timeout, metadata)
+        events = call_stream(channel, request, timeout, metadata, self._target)
         async with aclosing(events):
             async for event in events:
                 yield event
+
+    async def chat_into(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        on_event: Callable[[RunnerEvent], None],
+        model: str = "",
+        request_id: str = "",
+        options: GenerationOptions | None = None,
+        timeout_s: float | None = None,
+        metadata: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        """`chat_stream`, pushed: calls `on_event` with each event as it arrives and returns
+        after StreamFinished, with the same errors. On a session the reader calls `on_event`
+        directly, so an event costs no wake-up of the caller's task (a relay's hot path);
+        `on_event` must not block, and what it raises ends the request and is raised here."""
+        request = _chat_request(messages, model, request_id, options)
+        timeout = self._default_timeout_s if timeout_s is None else timeout_s
+        channel = await self._connected()
+        if self._sessions_enabled:
+            session = self._session_on(channel)
+            try:
+                await session_into(session, request, timeout, metadata, self._target, on_event)
+                return
+            except RunnerUnsupportedError:
+                if not session.unimplemented:
+                    raise
+                self._sessions_enabled = False
+        events = call_stream(channel, request, timeout, metadata, self._target)
+        async with aclosing(events):
+            async for event in events:
+                on_event(event)
 
     def _session_on(self, channel: aio.Channel) -> SessionChannel:
         session = self._sessions.get(channel)
@@ -218,71 +245,6 @@ class GrpcRunnerClient:
             session = SessionChannel(channel, self._target)
             self._sessions[channel] = session
         return session
-
-    async def _session_stream(
-        self,
-        session: SessionChannel,
-        request: pb.ChatRequest,
-        timeout_s: float,
-        metadata: Sequence[tuple[str, str]],
-    ) -> AsyncGenerator[RunnerEvent, None]:
-        request_id = request.request_id
-        route = session.start(request, timeout_s, metadata)
-        finished = False
-        try:
-            while True:
-                for response in await route.take():
-                    event = self._event(response)
-                    if type(event) is StreamFinished:
-                        finished = True
-                        yield event
-                        return
-                    if type(event) is StreamStarted:
-                        route.started = True
-                    yield event
-        finally:
-            if finished:
-                session.forget(request_id)
-            else:
-                session.cancel(request_id)  # abandoned early: the runner frees the sequence
-
-    async def _call_stream(
-        self,
-        channel: aio.Channel,
-        request: pb.ChatRequest,
-        timeout_s: float,
-        metadata: Sequence[tuple[str, str]],
-    ) -> AsyncGenerator[RunnerEvent, None]:
-        stub = pb_grpc.InferenceStub(channel)
-        call = stub.ChatStream(request, timeout=timeout_s, metadata=tuple(metadata) or None)
-        started = finished = False
-        try:
-            async for response in call:
-                event = self._event(response)
-                if type(event) is StreamStarted:
-                    started = True
-                elif type(event) is StreamFinished:
-                    finished = True
-                yield event
-        except aio.AioRpcError as exc:
-            raise error_from_rpc(exc, started=started, target=self._target) from exc
-        finally:
-            if not finished:
-                call.cancel()  # abandoned early: tell the runner to free the sequence
-        if not finished:
-            raise RunnerUnavailableError(
-                f"the runner stream at {self._target} ended without a Finished event"
-            )
-
-    def _event(self, response: pb.GenerateResponse) -> RunnerEvent:
-        kind = response.WhichOneof("event")
-        if kind == "delta":
-            delta = response.delta
-            return StreamDelta(delta.text, delta.completion_tokens)
-        if kind == "started":
-            s = response.started
-            return StreamStarted(response.request_id, s.model, s.prompt_tokens, runner=self._target)
-        return finished_from_proto(response.finished)
 
     async def abort(self, request_id: str) -> bool:
         """Aborts a request by id (from any connection); False if unknown or finished."""
@@ -390,3 +352,15 @@ class GrpcRunnerClient:
         except (aio.AioRpcError, RunnerUnavailableError):
             return False
         return bool(response.status == health_pb2.HealthCheckResponse.SERVING)
+
+
+def _chat_request(
+    messages: Sequence[ChatMessage],
+    model: str,
+    request_id: str,
+    options: GenerationOptions | None,
+) -> pb.ChatRequest:
+    try:
+        return chat_request_to_proto(messages, model, request_id or uuid.uuid4().hex, options)
+    except (ValueError, TypeError) as exc:  # e.g. a negative max_tokens or seed
+        raise RunnerInvalidRequestError(f"invalid generation options: {exc}") from exc

@@ -1,12 +1,13 @@
 """The caller's side of a ChatSession: many chat streams over one long-lived gRPC call.
 
-`GrpcRunnerClient.chat_stream` uses one `SessionChannel` per channel when the runner offers
-ChatSession (see the rpc's comment in protos/). A reader task receives each SessionResponse and
-hands every event to its request's `Route`; a writer task sends the starts and cancels queued by
-any number of callers, so no caller ever awaits a write and a cancel can be queued from a
-`finally` block. When the call breaks (the runner died or restarted, a network failure) every
-live route fails the way its own ChatStream call would have, and the next chat opens a new
-session.
+`GrpcRunnerClient.chat_stream` and `chat_into` use one `SessionChannel` per channel when the
+runner offers ChatSession (see the rpc's comment in protos/). A reader task receives each
+SessionResponse and hands every event to its request's `Route`: queued for the caller's task,
+or straight to the caller's sink (`chat_into`), which spares a task wake-up per event. A writer
+task sends the starts and cancels queued by any number of callers, so no caller ever awaits a
+write and a cancel can be queued from a `finally` block. When the call breaks (the runner died
+or restarted, a network failure) every live route fails the way its own ChatStream call would
+have, and the next chat opens a new session.
 """
 
 from __future__ import annotations
@@ -37,24 +38,57 @@ _DEADLINE_GRACE_S = 10.0
 _SWEEP_INTERVAL_S = 1.0
 
 ErrorFor = Callable[[bool], RunnerError]  # started -> the error to raise
+Sink = Callable[[pb.GenerateResponse], None]
 _Call = aio.StreamStreamCall[pb.SessionRequest, pb.SessionResponse]
 
 
 class Route:
-    """The events of one request on a session, waiting for the caller to take them."""
+    """The events of one request on a session: queued for the caller to take, or, with a
+    `sink`, handed to it synchronously by the session's reader as they arrive."""
 
-    __slots__ = ("_error", "_events", "_waiter", "deadline", "started")
+    __slots__ = (
+        "_ended",
+        "_error",
+        "_events",
+        "_sink",
+        "_sink_error",
+        "_waiter",
+        "deadline",
+        "started",
+    )
 
-    def __init__(self, deadline: float | None) -> None:
+    def __init__(self, deadline: float | None, sink: Sink | None = None) -> None:
         self._events: list[pb.GenerateResponse] = []
         self._error: ErrorFor | None = None
         self._waiter: asyncio.Future[None] | None = None
+        self._sink = sink
+        self._sink_error: Exception | None = None
+        self._ended = False
         self.deadline = deadline
         self.started = False  # set by the caller when it has taken the Started event
 
     def push(self, message: pb.GenerateResponse) -> None:
-        self._events.append(message)
+        sink = self._sink
+        if sink is None:
+            self._events.append(message)
+            _wake(self._waiter)
+            return
+        if self._sink_error is not None or self._ended:
+            return
+        try:
+            sink(message)
+        except Exception as exc:  # the caller's bug must not end the reader (every route's)
+            self._sink_error = exc
+            _wake(self._waiter)
+
+    def end(self) -> None:
+        """The sink took the last event (Finished): `wait_end` returns."""
+        self._ended = True
         _wake(self._waiter)
+
+    @property
+    def ended(self) -> bool:
+        return self._ended
 
     def fail(self, error: ErrorFor) -> None:
         if self._error is None:
@@ -71,11 +105,26 @@ class Route:
                 return events
             if self._error is not None:
                 raise self._error(self.started)
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
+            await self._wait()
+
+    async def wait_end(self) -> None:
+        """For a route with a sink: returns once the sink has called `end`; raises what the
+        sink raised, or the route's error."""
+        while True:
+            if self._sink_error is not None:
+                raise self._sink_error
+            if self._ended:
+                return
+            if self._error is not None:
+                raise self._error(self.started)
+            await self._wait()
+
+    async def _wait(self) -> None:
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
 
 
 class SessionChannel:
@@ -102,6 +151,7 @@ class SessionChannel:
         request: pb.ChatRequest,
         timeout_s: float | None,
         metadata: Sequence[tuple[str, str]],
+        sink: Sink | None = None,
     ) -> Route:
         request_id = request.request_id
         if request_id in self._routes:
@@ -113,7 +163,7 @@ class SessionChannel:
         if timeout_s is not None:
             chat.timeout.FromNanoseconds(int(timeout_s * 1e9))
             deadline = asyncio.get_running_loop().time() + timeout_s + _DEADLINE_GRACE_S
-        route = Route(deadline)
+        route = Route(deadline, sink)
         self._routes[request_id] = route
         self._send(pb.SessionRequest(chat=chat))
         return route

@@ -7,7 +7,8 @@ wait on (so a test can look at the database while a reply is "generating").
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, field
 
 from model_runner.client import (
@@ -84,7 +85,7 @@ class FakeRunnerClient:
         options: GenerationOptions | None = None,
         timeout_s: float | None = None,
         metadata: Sequence[tuple[str, str]] = (),
-    ) -> AsyncIterator[RunnerEvent]:
+    ) -> AsyncGenerator[RunnerEvent, None]:
         self.calls.append((list(messages), model, options))
         self.metadata.append(list(metadata))
         if not self.reachable:
@@ -101,6 +102,29 @@ class FakeRunnerClient:
         except (asyncio.CancelledError, GeneratorExit):
             self.cancelled.append(request_id)
             raise
+
+    async def chat_into(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        on_event: Callable[[RunnerEvent], None],
+        model: str = "",
+        request_id: str = "",
+        options: GenerationOptions | None = None,
+        timeout_s: float | None = None,
+        metadata: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        events = self.chat_stream(
+            messages,
+            model=model,
+            request_id=request_id,
+            options=options,
+            timeout_s=timeout_s,
+            metadata=metadata,
+        )
+        async with aclosing(events):
+            async for event in events:
+                on_event(event)
 
     async def abort(self, request_id: str) -> bool:
         self.aborted.append(request_id)

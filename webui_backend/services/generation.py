@@ -1,8 +1,9 @@
 """Generating one reply: relay the runner's stream into the hub, then store the outcome.
 
 This is the hot path of the backend. Per token it does one append, one publish and nothing
-else; the database sees the reply in batched checkpoints (`ReplyCheckpointer`, one UPDATE per
-interval) and once when it ends, is stopped, or the stream breaks.
+else, inside the runner client's reader (no task wake-up); the database sees the reply in
+batched checkpoints (`ReplyCheckpointer`, one UPDATE per interval) and once when it ends, is
+stopped, or the stream breaks.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from model_runner.client import (
     ChatMessage,
     GenerationOptions,
     RunnerError,
+    RunnerEvent,
     RunnerUnavailableError,
     StreamDelta,
     StreamFinished,
@@ -148,38 +150,43 @@ class ReplyGenerator:
         state: _StreamState,
         metadata: list[tuple[str, str]],
     ) -> tuple[ReplyOutcome, str | None]:
-        """Relay the runner's stream into the hub; the hot path: per token one append, one
-        int store and one publish."""
+        """Relay the runner's stream into the hub. The hot path: the runner client's reader
+        calls `on_event` as each event arrives (`chat_into`), so a token costs one append, one
+        int store and one publish, and no wake-up of this task."""
         parts = progress.parts
-        seq = progress.seq
         publish = self._hub.publish
         turn_id = plan.turn_id
         finished: StreamFinished | None = None
+
+        def on_event(event: RunnerEvent) -> None:
+            nonlocal finished
+            if type(event) is StreamDelta:
+                seq = progress.seq + 1
+                progress.seq = seq
+                parts.append(event.text)
+                state.completion_tokens = event.completion_tokens
+                publish(turn_id, TurnDelta(seq, event.text))
+            elif type(event) is StreamStarted:
+                seq = progress.seq + 1
+                progress.seq = seq
+                state.started = True
+                state.model = event.model
+                state.prompt_tokens = event.prompt_tokens
+                state.runner = event.runner
+                publish(turn_id, TurnStarted(seq, event.model, event.prompt_tokens))
+            elif type(event) is StreamFinished:
+                finished = event
+
         try:
-            async for event in self._runner.chat_stream(
+            await self._runner.chat_into(
                 plan.history,
+                on_event=on_event,
                 model=plan.model,
                 request_id=turn_id,
                 options=plan.options,
                 timeout_s=self._runner_timeout_s,
                 metadata=metadata,
-            ):
-                if type(event) is StreamDelta:
-                    seq += 1
-                    parts.append(event.text)
-                    progress.seq = seq
-                    state.completion_tokens = event.completion_tokens
-                    await publish(turn_id, TurnDelta(seq, event.text))
-                elif type(event) is StreamStarted:
-                    seq += 1
-                    progress.seq = seq
-                    state.started = True
-                    state.model = event.model
-                    state.prompt_tokens = event.prompt_tokens
-                    state.runner = event.runner
-                    await publish(turn_id, TurnStarted(seq, event.model, event.prompt_tokens))
-                elif type(event) is StreamFinished:
-                    finished = event
+            )
         except RunnerError as exc:
             code, message = describe_runner_error(exc)
             started = state.started and isinstance(exc, RunnerUnavailableError)
@@ -228,7 +235,7 @@ class ReplyGenerator:
             completion_tokens=outcome.completion_tokens,
             error_code=error_code,
         )
-        await self._hub.publish(
+        self._hub.publish(
             turn_id,
             TurnFinished(
                 seq=seq,

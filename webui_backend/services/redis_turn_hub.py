@@ -174,7 +174,7 @@ class RedisTurnHub:
         pipe.sadd(self._live_key, turn_id)
         await pipe.execute()
 
-    async def publish(self, turn_id: str, event: TurnEvent) -> None:
+    def publish(self, turn_id: str, event: TurnEvent) -> None:
         local = self._local.get(turn_id)
         if local is None or local.closed_at is not None:
             return

@@ -187,6 +187,54 @@ class RunnerPool:
         assert last_error is not None
         raise last_error
 
+    async def chat_into(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        on_event: Callable[[RunnerEvent], None],
+        model: str = "",
+        request_id: str = "",
+        options: GenerationOptions | None = None,
+        timeout_s: float | None = None,
+        metadata: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        """`chat_stream`, pushed (see `GrpcRunnerClient.chat_into`), with the same failover:
+        a refusal before the first event tries the next runner."""
+        last_error: RunnerError | None = None
+        for endpoint in self.candidates(model):
+            delivered = False
+
+            def deliver(event: RunnerEvent) -> None:
+                nonlocal delivered
+                delivered = True
+                on_event(event)
+
+            if request_id:
+                self._owners[request_id] = endpoint
+            try:
+                await endpoint.client.chat_into(
+                    messages,
+                    on_event=deliver,
+                    model=model,
+                    request_id=request_id,
+                    options=options,
+                    timeout_s=timeout_s,
+                    metadata=metadata,
+                )
+                return
+            except (RunnerBusyError, RunnerUnavailableError) as exc:
+                if isinstance(exc, RunnerUnavailableError):
+                    endpoint.healthy = False
+                if delivered:
+                    raise
+                last_error = exc
+                log.info("runner %s refused a turn (%s); trying the next", endpoint.address, exc)
+            finally:
+                if request_id:
+                    self._owners.pop(request_id, None)
+        assert last_error is not None
+        raise last_error
+
     async def abort(self, request_id: str) -> bool:
         owner = self._owners.get(request_id)
         targets = [owner] if owner is not None else self._endpoints

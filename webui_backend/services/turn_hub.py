@@ -43,9 +43,10 @@ class TurnHub(Protocol):
         """Register a live turn whose next event has `first_seq` (a continued reply goes on
         numbering after its stored events). Replaces a finished log of the same turn."""
 
-    async def publish(self, turn_id: str, event: TurnEvent) -> None:
-        """Append an event to the turn's log and wake its subscribers. Never blocks on a
-        subscriber."""
+    def publish(self, turn_id: str, event: TurnEvent) -> None:
+        """Append an event to the turn's log and wake its subscribers. Synchronous, so that
+        the runner client's reader can relay a token without waking another task; never
+        blocks on a subscriber (the Redis hub sends in a background flush)."""
 
     async def close(self, turn_id: str) -> None:
         """Mark the turn finished; its log stays readable for a while, then is dropped."""
@@ -188,7 +189,7 @@ class InProcessTurnHub:
         self._evict_expired()
         self._turns[turn_id] = TurnLog(owner_id, first_seq, self._max_events)
 
-    async def publish(self, turn_id: str, event: TurnEvent) -> None:
+    def publish(self, turn_id: str, event: TurnEvent) -> None:
         log = self._turns.get(turn_id)
         if log is not None and log.closed_at is None:
             log.append(event)

@@ -205,6 +205,83 @@ async def test_client_streams_concurrently_and_errors_stay_per_request(
         await client.close()
 
 
+async def test_chat_into_pushes_events_in_order_and_errors_stay_per_request(
+    runner: RunnerProcess,
+) -> None:
+    """`chat_into`: the session's reader calls the sink; same events, order and errors as
+    `chat_stream`, next to iterated streams on the same session."""
+    client = GrpcRunnerClient(runner.address, default_timeout_s=30)
+    try:
+        pushed: dict[int, list[object]] = {i: [] for i in range(4)}
+
+        async def pushed_text(i: int) -> str:
+            await client.chat_into(
+                [ChatMessage("user", f"/long {10 + i}")], on_event=pushed[i].append
+            )
+            return "".join(e.text for e in pushed[i] if isinstance(e, StreamDelta))
+
+        texts = await asyncio.gather(
+            *(pushed_text(i) for i in range(4)), text_of(client, "/long 7")
+        )
+        assert [len(t.split()) for t in texts] == [10, 11, 12, 13, 7]
+        for events in pushed.values():
+            assert isinstance(events[0], StreamStarted)
+            assert isinstance(events[-1], StreamFinished)
+            assert all(isinstance(e, StreamDelta) for e in events[1:-1])
+        with pytest.raises(RunnerModelNotFoundError, match="no-such-model"):
+            await client.chat_into(
+                [ChatMessage("user", "hi")], on_event=lambda e: None, model="no-such-model"
+            )
+        assert len((await text_of(client, "/long 3")).split()) == 3
+    finally:
+        await client.close()
+
+
+async def test_a_failing_sink_ends_only_its_request_and_frees_the_slot(
+    runner: RunnerProcess,
+) -> None:
+    """What the sink raises is raised by `chat_into` and cancels that request at the runner;
+    the session's reader, and every other request on it, go on."""
+    client = GrpcRunnerClient(runner.address, default_timeout_s=30)
+    admin = GrpcRunnerClient(runner.address)
+    try:
+        other = asyncio.create_task(text_of(client, "/tps 50 /long 40"))
+
+        def fail_on_delta(event: object) -> None:
+            if isinstance(event, StreamDelta):
+                raise ValueError("the relay broke")
+
+        with pytest.raises(ValueError, match="the relay broke"):
+            await client.chat_into([ChatMessage("user", SLOW)], on_event=fail_on_delta)
+        assert len((await other).split()) == 40
+        await eventually(lambda: _running_at_most(admin, 0))
+    finally:
+        await client.close()
+        await admin.close()
+
+
+async def test_cancelling_chat_into_frees_the_slot(runner: RunnerProcess) -> None:
+    client = GrpcRunnerClient(runner.address, default_timeout_s=30)
+    admin = GrpcRunnerClient(runner.address)
+    try:
+        first_delta = asyncio.Event()
+
+        def on_event(event: object) -> None:
+            if isinstance(event, StreamDelta):
+                first_delta.set()
+
+        task = asyncio.create_task(client.chat_into([ChatMessage("user", SLOW)], on_event=on_event))
+        await first_delta.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await eventually(lambda: _running_at_most(admin, 0))
+        assert len((await text_of(client, "/long 3")).split()) == 3
+    finally:
+        await client.close()
+        await admin.close()
+
+
 async def test_queue_full_is_busy_with_a_retry_hint() -> None:
     with running_runner("--max-running", "1", "--max-queued", "0") as runner:
         client = GrpcRunnerClient(runner.address, default_timeout_s=30)
@@ -270,6 +347,16 @@ async def test_client_falls_back_to_chat_stream_on_an_older_runner() -> None:
             assert isinstance(events[0], StreamStarted)
             assert isinstance(events[-1], StreamFinished)
             assert "".join(e.text for e in events if isinstance(e, StreamDelta)) == "hi"
+        pushed: list[object] = []
+        await client.chat_into([ChatMessage("user", "x")], on_event=pushed.append)
+        assert [type(e) for e in pushed] == [StreamStarted, StreamDelta, StreamFinished]
+        fresh = GrpcRunnerClient(f"127.0.0.1:{port}", default_timeout_s=10)
+        try:  # chat_into finds out by itself
+            pushed.clear()
+            await fresh.chat_into([ChatMessage("user", "x")], on_event=pushed.append)
+            assert [type(e) for e in pushed] == [StreamStarted, StreamDelta, StreamFinished]
+        finally:
+            await fresh.close()
     finally:
         await client.close()
         await server.stop(None)

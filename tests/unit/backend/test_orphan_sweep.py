@@ -89,7 +89,7 @@ async def test_a_dead_workers_reply_ends_interrupted_with_its_text_and_watchers_
         TurnDelta(4, " wor"),
         TurnDelta(5, "ld"),
     ):
-        await dead.publish(reply_id, event)
+        dead.publish(reply_id, event)
     watcher = asyncio.create_task(collect(alive, reply_id, owner))
     await dead.aclose()  # flushes, then its heartbeat is gone: the worker died
 
@@ -156,7 +156,7 @@ async def test_a_log_already_past_the_finished_seq_is_closed_without_it(
     dead, alive = await redis_hubs.make(), await redis_hubs.make()
     await dead.open("t", "u1")
     for event in (TurnStarted(1, "m", 3), TurnDelta(2, "a"), TurnDelta(3, "b")):
-        await dead.publish("t", event)
+        dead.publish("t", event)
     await dead.aclose()
     assert await alive.orphan_tail("t", 1) == ("ab", 3)
     assert await alive.orphan_tail("t", 3) == ("", 3)

@@ -18,12 +18,12 @@ async def test_subscriber_sees_every_event_in_order_then_ends() -> None:
     hub = InProcessTurnHub()
     await hub.open("t", "u1")
     reader = asyncio.create_task(collect(hub, "t"))
-    await hub.publish("t", TurnStarted(1, "m", 3))
+    hub.publish("t", TurnStarted(1, "m", 3))
     for seq in range(2, 50):
-        await hub.publish("t", TurnDelta(seq, "x"))
+        hub.publish("t", TurnDelta(seq, "x"))
         if seq % 7 == 0:
             await asyncio.sleep(0)  # let the reader interleave with the publisher
-    await hub.publish("t", TurnFinished(50, "complete", "eos"))
+    hub.publish("t", TurnFinished(50, "complete", "eos"))
     await hub.close("t")
     assert await asyncio.wait_for(reader, 5) == list(range(1, 51))
 
@@ -32,9 +32,9 @@ async def test_late_subscriber_resumes_after_seq_without_gap_or_duplicate() -> N
     hub = InProcessTurnHub()
     await hub.open("t", "u1")
     for seq in range(1, 11):
-        await hub.publish("t", TurnDelta(seq, str(seq)))
+        hub.publish("t", TurnDelta(seq, str(seq)))
     reader = asyncio.create_task(collect(hub, "t", after=4))
-    await hub.publish("t", TurnDelta(11, "11"))
+    hub.publish("t", TurnDelta(11, "11"))
     await hub.close("t")
     assert await asyncio.wait_for(reader, 5) == list(range(5, 12))
 
@@ -55,7 +55,7 @@ async def test_publish_after_close_is_ignored_and_live_ids_track_open_turns() ->
     await hub.open("a", "u1")
     await hub.open("b", "u1")
     await hub.close("a")
-    await hub.publish("a", TurnDelta(1, "late"))
+    hub.publish("a", TurnDelta(1, "late"))
     assert hub.live_turn_ids() == ["b"]
     assert await collect(hub, "a") == []
 

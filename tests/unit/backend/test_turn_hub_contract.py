@@ -23,11 +23,11 @@ async def collect(hub: TurnHub, turn: str, after: int = 0, owner: str = "u1") ->
 
 async def publish_turn(hub: TurnHub, turn: str, n_deltas: int, *, first_seq: int = 1) -> None:
     seq = first_seq
-    await hub.publish(turn, TurnStarted(seq, "m", 3))
+    hub.publish(turn, TurnStarted(seq, "m", 3))
     for _ in range(n_deltas):
         seq += 1
-        await hub.publish(turn, TurnDelta(seq, f"<{seq}>"))
-    await hub.publish(turn, TurnFinished(seq + 1, "complete", "eos"))
+        hub.publish(turn, TurnDelta(seq, f"<{seq}>"))
+    hub.publish(turn, TurnFinished(seq + 1, "complete", "eos"))
     await hub.close(turn)
 
 
@@ -123,12 +123,12 @@ async def test_remote_subscriber_follows_a_turn_on_another_worker(
     a = await hub_factory.make()
     b = await hub_factory.make()
     await a.open("t", "u1")
-    await a.publish("t", TurnStarted(1, "m", 3))
-    await a.publish("t", TurnDelta(2, "x"))
+    a.publish("t", TurnStarted(1, "m", 3))
+    a.publish("t", TurnDelta(2, "x"))
     reader = asyncio.create_task(collect(b, "t", 1))
     for seq in range(3, 30):
-        await a.publish("t", TurnDelta(seq, "y"))
-    await a.publish("t", TurnFinished(30, "complete", "eos"))
+        a.publish("t", TurnDelta(seq, "y"))
+    a.publish("t", TurnFinished(30, "complete", "eos"))
     await a.close("t")
     assert seqs(await asyncio.wait_for(reader, 10)) == list(range(2, 31))
 
@@ -138,7 +138,7 @@ async def test_a_cancelled_subscriber_does_not_stall_the_others(hub_factory: Hub
     # subscriber waiting on the same turn must keep receiving.
     hub = await hub_factory.make()
     await hub.open("t", "u1")
-    await hub.publish("t", TurnStarted(1, "m", 3))
+    hub.publish("t", TurnStarted(1, "m", 3))
     first_seen = asyncio.Event()
 
     async def dropped() -> None:
@@ -151,7 +151,7 @@ async def test_a_cancelled_subscriber_does_not_stall_the_others(hub_factory: Hub
     await asyncio.sleep(0.05)  # both now wait for seq 2
     gone.cancel()
     await asyncio.gather(gone, return_exceptions=True)
-    await hub.publish("t", TurnDelta(2, "<2>"))
-    await hub.publish("t", TurnFinished(3, "complete", "eos"))
+    hub.publish("t", TurnDelta(2, "<2>"))
+    hub.publish("t", TurnFinished(3, "complete", "eos"))
     await hub.close("t")
     assert seqs(await asyncio.wait_for(survivor, 10)) == [2, 3]
