@@ -49,6 +49,7 @@ class DecodeGate:
         self._decode = decode
         self._cond = threading.Condition()
         self._allowed: int | None = None  # None: open
+        self.blocked = 0  # decode calls waiting for permission now
 
     def close(self, *, allow: int = 0) -> None:
         with self._cond:
@@ -61,8 +62,12 @@ class DecodeGate:
 
     def __call__(self, *args: Any) -> int:
         with self._cond:
-            if not self._cond.wait_for(lambda: self._allowed != 0, timeout=30):
-                raise TimeoutError("the test never allowed this llama_decode call")
+            self.blocked += 1
+            try:
+                if not self._cond.wait_for(lambda: self._allowed != 0, timeout=30):
+                    raise TimeoutError("the test never allowed this llama_decode call")
+            finally:
+                self.blocked -= 1
             if self._allowed is not None:
                 self._allowed -= 1
         return self._decode(*args)
@@ -322,6 +327,9 @@ async def test_a_new_chat_copies_a_shared_prefix_from_a_running_sequence(
         decode_gate.close(allow=1)  # A's prompt, then A waits in its next step
         a_steps = backend.generate(_greedy_params(a, 40))
         await anext(a_steps)  # A's prompt is in its slot's cells and A is decoding
+        # B must join while A's step waits at the gate: a B that joins before the decode
+        # thread reaches it is taken into that step instead and never waits (a busy machine).
+        await _wait_until(lambda: decode_gate.blocked == 1)
         b_task = asyncio.create_task(_reused_by(backend, b, 6))
         await _wait_until(lambda: backend.waiting_sequences() == 1)
         decode_gate.open()  # B starts next to the running A
