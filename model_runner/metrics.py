@@ -19,6 +19,7 @@ GIL keeps consistent enough for a gauge).
 | runner_model_loads_total | counter | model, backend, outcome (ok, failed) |
 | runner_queue_depth, runner_running_sequences | gauge | |
 | runner_max_running, runner_max_queued, runner_draining, runner_models_loaded | gauge | |
+| runner_prefix_cache_bytes | gauge | model (keys and values a backend keeps for reuse) |
 """
 
 from __future__ import annotations
@@ -46,9 +47,15 @@ def outcome_of(error: Exception) -> str:
 
 
 class _LoadCollector(Collector):
-    def __init__(self, load: Callable[[], LoadSnapshot], models: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        load: Callable[[], LoadSnapshot],
+        models: Callable[[], int],
+        prefix_bytes: Callable[[], dict[str, int]],
+    ) -> None:
         self._load = load
         self._models = models
+        self._prefix_bytes = prefix_bytes
 
     def collect(self) -> Iterator[Metric]:
         load = self._load()
@@ -61,6 +68,15 @@ class _LoadCollector(Collector):
             ("runner_models_loaded", "Models in state READY", self._models()),
         ):
             yield GaugeMetricFamily(name, doc, value=value)
+        prefixes = GaugeMetricFamily(
+            "runner_prefix_cache_bytes",
+            "Keys and values of earlier sequences kept for reuse (RUNNER_PREFIX_CACHE_MB bounds "
+            "each model's)",
+            labels=["model"],
+        )
+        for model, nbytes in sorted(self._prefix_bytes().items()):
+            prefixes.add_metric([model], nbytes)
+        yield prefixes
 
 
 class RunnerMetrics:
@@ -116,9 +132,14 @@ class RunnerMetrics:
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
 
-    def bind(self, load: Callable[[], LoadSnapshot], models_loaded: Callable[[], int]) -> None:
+    def bind(
+        self,
+        load: Callable[[], LoadSnapshot],
+        models_loaded: Callable[[], int],
+        prefix_bytes: Callable[[], dict[str, int]] = dict,
+    ) -> None:
         """Registers the gauges read at scrape time."""
-        self.registry.register(_LoadCollector(load, models_loaded))
+        self.registry.register(_LoadCollector(load, models_loaded, prefix_bytes))
 
     def request_finished(self, model: str, event: Finished) -> None:
         usage = event.usage

@@ -75,6 +75,11 @@ class TransformersBackend:
         """How forward passes were shared so far (for tests, benchmarks and metrics)."""
         return self._require().scheduler.stats()
 
+    def prefix_cache_bytes(self) -> int:
+        """What the prefix store holds now (the `runner_prefix_cache_bytes` gauge)."""
+        loaded = self._loaded
+        return loaded.scheduler.stats().prefix_cache_bytes if loaded is not None else 0
+
     # -- loading -----------------------------------------------------------------------------
 
     async def load(self, spec: ModelSpec) -> ModelInfo:

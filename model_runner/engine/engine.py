@@ -85,7 +85,9 @@ class Engine:
             abort_model=self._abort_model,
         )
         self._models.add_listener(self._changed)
-        self._metrics.bind(self.load_snapshot, self._models.loaded_count)
+        self._metrics.bind(
+            self.load_snapshot, self._models.loaded_count, self._models.prefix_cache_bytes
+        )
 
     # -- model lifecycle -------------------------------------------------------------------
 

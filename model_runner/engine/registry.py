@@ -116,6 +116,16 @@ class ModelRegistry:
     def loaded_count(self) -> int:
         return sum(entry.state is ModelState.READY for entry in self._entries.values())
 
+    def prefix_cache_bytes(self) -> dict[str, int]:
+        """What each loaded model's backend keeps of earlier sequences for reuse, where it
+        reports it (`prefix_cache_bytes()`, optional). Read at scrape time, off the loop."""
+        found: dict[str, int] = {}
+        for model_id, entry in list(self._entries.items()):
+            report = getattr(entry.backend, "prefix_cache_bytes", None)
+            if entry.state is ModelState.READY and report is not None:
+                found[model_id] = int(report())
+        return found
+
     # -- requests ----------------------------------------------------------------------------
 
     async def ensure_loaded(self, entry: ModelEntry, timeout_s: float | None) -> None:

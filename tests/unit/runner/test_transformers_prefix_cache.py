@@ -12,10 +12,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import generate_latest
 
 from model_runner.backends.base import ModelSpec, SequenceParams
 from model_runner.backends.transformers_backend import TransformersBackend
-from model_runner.domain import Conversation, Message, SamplingParams
+from model_runner.domain import (
+    Conversation,
+    GenerationRequest,
+    Message,
+    SamplingParams,
+    StoppingParams,
+)
+from model_runner.engine import Engine
+from model_runner.metrics import RunnerMetrics
 from model_runner.settings import RunnerSettings
 from tests.support.tiny_model import TinyModel
 
@@ -153,3 +162,34 @@ async def test_with_the_store_off_nothing_is_reused(tiny_model: TinyModel, tmp_p
         assert backend.stats().prefix_cache_bytes == 0
     finally:
         await backend.unload()
+
+
+async def test_the_store_size_is_a_gauge_per_model(tiny_model: TinyModel, tmp_path: Path) -> None:
+    settings = RunnerSettings(
+        backend="transformers",
+        model="tiny",
+        model_source=str(tiny_model.model_dir),
+        dtype="float32",
+        threads=1,
+        cache_dir=tmp_path,
+        prefix_cache_mb=64,
+    )
+    metrics = RunnerMetrics()
+    backend = TransformersBackend(settings)
+    engine = Engine(backend, settings, metrics=metrics)
+    await engine.start()
+    try:
+        request = GenerationRequest(
+            prompt=Conversation((Message("user", "What is the capital of France?"),)),
+            sampling=SamplingParams(temperature=0.0),
+            stopping=StoppingParams(max_tokens=8, ignore_eos=True),
+        )
+        _ = [event async for event in engine.stream(request)]
+        # The sequence leaves its keys and values in the store once it is out of the batch.
+        await wait_until(lambda: backend.prefix_cache_bytes() > 0)
+        text = generate_latest(metrics.registry).decode()
+        line = next(x for x in text.splitlines() if x.startswith("runner_prefix_cache_bytes{"))
+        assert line.startswith('runner_prefix_cache_bytes{model="tiny"}')
+        assert float(line.split()[-1]) == backend.prefix_cache_bytes() > 0
+    finally:
+        await engine.close()
