@@ -63,14 +63,16 @@ class HubFactory:
         self.prefix = f"webui-test-{uuid.uuid4().hex[:10]}:"
         self._hubs: list[TurnHub] = []
 
-    async def make(self, *, max_events_per_turn: int = 4096) -> TurnHub:
+    async def make(self, *, max_events_per_turn: int = 4096, block_ms: int = 200) -> TurnHub:
+        """`block_ms`: how long a Redis hub's remote reader waits for new events before it
+        looks whether the turn closed or its worker died."""
         hub: TurnHub
         if self.kind == "redis":
             hub = RedisTurnHub(
                 REDIS_URL,
                 prefix=self.prefix,
                 max_events_per_turn=max_events_per_turn,
-                block_ms=200,
+                block_ms=block_ms,
             )
         else:
             hub = InProcessTurnHub(max_events_per_turn=max_events_per_turn)

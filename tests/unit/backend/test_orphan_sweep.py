@@ -80,7 +80,10 @@ async def test_a_dead_workers_reply_ends_interrupted_with_its_text_and_watchers_
     owner = await account(services, OWNER_EMAIL)
     # The checkpoint covers seqs 1-3 ("Hel" + "lo"); the dead worker had published up to 5.
     reply_id = await streaming_reply(services, owner, content="Hello", content_seq=3, age_s=60)
-    dead, alive = await redis_hubs.make(), await redis_hubs.make()
+    # The watcher's reads block until the sweep's finished event lands: with the fixture's
+    # 200 ms it could give up first on a slow machine (a dead worker, a log not yet closed),
+    # which ends a watch too, but not the way this test checks.
+    dead, alive = await redis_hubs.make(), await redis_hubs.make(block_ms=30_000)
     await dead.open(reply_id, owner)
     for event in (
         TurnStarted(1, "m", 3),
