@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
 from grpc import aio
 
-from model_runner.client import GrpcRunnerClient
+from model_runner.client import ChatMessage, GrpcRunnerClient, StreamDelta
 from tests.support.runner_process import RunnerProcess, running_runner
 
 SLOW = "/tps 20 /long 1000"  # 50 s of output: ends only when the test ends it
@@ -49,3 +50,19 @@ async def eventually(
         # Polling is the point here: the runner offers no event to wait on for these states.
         while not await check():  # noqa: ASYNC110
             await asyncio.sleep(interval_s)
+
+
+async def text_of(client: GrpcRunnerClient, prompt: str) -> str:
+    """The whole reply to `prompt`, through `chat_stream`."""
+    parts = []
+    async with contextlib.aclosing(client.chat_stream([ChatMessage("user", prompt)])) as events:
+        async for event in events:
+            if isinstance(event, StreamDelta):
+                parts.append(event.text)
+    return "".join(parts)
+
+
+async def running_at_most(client: GrpcRunnerClient, n: int) -> bool:
+    """At most `n` requests running or queued on the runner (its own load report)."""
+    load = await client.get_load()
+    return load.running + load.queued <= n

@@ -27,7 +27,7 @@ from model_runner.v1 import runner_pb2 as pb
 from model_runner.v1 import runner_pb2_grpc as pb_grpc
 from tests.support.runner_process import RunnerProcess, running_runner
 
-from .conftest import SLOW, eventually
+from .conftest import SLOW, eventually, running_at_most, text_of
 
 pytestmark = pytest.mark.integration
 
@@ -68,15 +68,6 @@ async def collect(call: Session) -> tuple[int, dict[str, list[pb.GenerateRespons
         for rejection in response.rejections:
             events.setdefault(rejection.request_id, []).append(rejection)  # type: ignore[arg-type]
     return messages, events
-
-
-async def text_of(client: GrpcRunnerClient, prompt: str) -> str:
-    parts = []
-    async with contextlib.aclosing(client.chat_stream([ChatMessage("user", prompt)])) as events:
-        async for event in events:
-            if isinstance(event, StreamDelta):
-                parts.append(event.text)
-    return "".join(parts)
 
 
 @pytest.fixture
@@ -152,7 +143,7 @@ async def test_cancel_frees_the_slot_and_sends_nothing_more(
             for event in response.events:
                 seen[event.request_id].append(event.WhichOneof("event"))
         await call.write(pb.SessionRequest(cancel_request_id="slow"))
-        await eventually(lambda: _running_at_most(admin, 1))
+        await eventually(lambda: running_at_most(admin, 1))
         await call.done_writing()
         after_cancel: list[str | None] = []
         while (response := await read(call)) is not None:
@@ -164,7 +155,7 @@ async def test_cancel_frees_the_slot_and_sends_nothing_more(
         # Events already on their way may arrive, but never a Finished for a cancelled one.
         assert "finished" not in after_cancel
         assert await call.code() is grpc.StatusCode.OK
-        await eventually(lambda: _running_at_most(admin, 0))
+        await eventually(lambda: running_at_most(admin, 0))
     finally:
         call.cancel()
         await admin.close()
@@ -184,7 +175,7 @@ async def test_cancelling_the_call_aborts_every_request(
             assert response is not None
             started += sum(e.WhichOneof("event") == "started" for e in response.events)
         call.cancel()
-        await eventually(lambda: _running_at_most(admin, 0))
+        await eventually(lambda: running_at_most(admin, 0))
     finally:
         await admin.close()
 
@@ -203,83 +194,6 @@ async def test_client_streams_concurrently_and_errors_stay_per_request(
         assert len((await text_of(client, "/long 3")).split()) == 3
     finally:
         await client.close()
-
-
-async def test_chat_into_pushes_events_in_order_and_errors_stay_per_request(
-    runner: RunnerProcess,
-) -> None:
-    """`chat_into`: the session's reader calls the sink; same events, order and errors as
-    `chat_stream`, next to iterated streams on the same session."""
-    client = GrpcRunnerClient(runner.address, default_timeout_s=30)
-    try:
-        pushed: dict[int, list[object]] = {i: [] for i in range(4)}
-
-        async def pushed_text(i: int) -> str:
-            await client.chat_into(
-                [ChatMessage("user", f"/long {10 + i}")], on_event=pushed[i].append
-            )
-            return "".join(e.text for e in pushed[i] if isinstance(e, StreamDelta))
-
-        texts = await asyncio.gather(
-            *(pushed_text(i) for i in range(4)), text_of(client, "/long 7")
-        )
-        assert [len(t.split()) for t in texts] == [10, 11, 12, 13, 7]
-        for events in pushed.values():
-            assert isinstance(events[0], StreamStarted)
-            assert isinstance(events[-1], StreamFinished)
-            assert all(isinstance(e, StreamDelta) for e in events[1:-1])
-        with pytest.raises(RunnerModelNotFoundError, match="no-such-model"):
-            await client.chat_into(
-                [ChatMessage("user", "hi")], on_event=lambda e: None, model="no-such-model"
-            )
-        assert len((await text_of(client, "/long 3")).split()) == 3
-    finally:
-        await client.close()
-
-
-async def test_a_failing_sink_ends_only_its_request_and_frees_the_slot(
-    runner: RunnerProcess,
-) -> None:
-    """What the sink raises is raised by `chat_into` and cancels that request at the runner;
-    the session's reader, and every other request on it, go on."""
-    client = GrpcRunnerClient(runner.address, default_timeout_s=30)
-    admin = GrpcRunnerClient(runner.address)
-    try:
-        other = asyncio.create_task(text_of(client, "/tps 50 /long 40"))
-
-        def fail_on_delta(event: object) -> None:
-            if isinstance(event, StreamDelta):
-                raise ValueError("the relay broke")
-
-        with pytest.raises(ValueError, match="the relay broke"):
-            await client.chat_into([ChatMessage("user", SLOW)], on_event=fail_on_delta)
-        assert len((await other).split()) == 40
-        await eventually(lambda: _running_at_most(admin, 0))
-    finally:
-        await client.close()
-        await admin.close()
-
-
-async def test_cancelling_chat_into_frees_the_slot(runner: RunnerProcess) -> None:
-    client = GrpcRunnerClient(runner.address, default_timeout_s=30)
-    admin = GrpcRunnerClient(runner.address)
-    try:
-        first_delta = asyncio.Event()
-
-        def on_event(event: object) -> None:
-            if isinstance(event, StreamDelta):
-                first_delta.set()
-
-        task = asyncio.create_task(client.chat_into([ChatMessage("user", SLOW)], on_event=on_event))
-        await first_delta.wait()
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        await eventually(lambda: _running_at_most(admin, 0))
-        assert len((await text_of(client, "/long 3")).split()) == 3
-    finally:
-        await client.close()
-        await admin.close()
 
 
 async def test_queue_full_is_busy_with_a_retry_hint() -> None:
@@ -407,8 +321,3 @@ async def test_a_silent_runner_fails_the_request_after_its_timeout(
     finally:
         await client.close()
         await server.stop(None)
-
-
-async def _running_at_most(client: GrpcRunnerClient, n: int) -> bool:
-    load = await client.get_load()
-    return load.running + load.queued <= n
