@@ -39,7 +39,7 @@ from model_runner.client_errors import (
     error_from_rpc,
 )
 from model_runner.client_session import SessionChannel
-from model_runner.client_streams import call_stream, session_into, session_stream
+from model_runner.client_streams import call_stream, push_events, session_into, session_stream
 from model_runner.client_types import (
     ChatMessage,
     GenerationOptions,
@@ -186,9 +186,9 @@ class GrpcRunnerClient:
         Raises `RunnerRejectedError` subclasses before StreamStarted, `RunnerUnavailableError`
         when the runner cannot be reached or the stream breaks (also after StreamStarted).
         """
-        request = _chat_request(messages, model, request_id, options)
-        timeout = self._default_timeout_s if timeout_s is None else timeout_s
-        channel = await self._connected()
+        request, timeout, channel = await self._prepare(
+            messages, model, request_id, options, timeout_s
+        )
         if self._sessions_enabled:
             session = self._session_on(channel)
             events = session_stream(session, request, timeout, metadata, self._target)
@@ -198,10 +198,8 @@ class GrpcRunnerClient:
                         yield event
                 return
             except RunnerUnsupportedError:
-                if not session.unimplemented:
+                if not self._fall_back_to_calls(session):
                     raise
-                # An older runner without ChatSession: nothing was started; use ChatStream.
-                self._sessions_enabled = False
         events = call_stream(channel, request, timeout, metadata, self._target)
         async with aclosing(events):
             async for event in events:
@@ -222,22 +220,45 @@ class GrpcRunnerClient:
         after StreamFinished, with the same errors. On a session the reader calls `on_event`
         directly, so an event costs no wake-up of the caller's task (a relay's hot path);
         `on_event` must not block, and what it raises ends the request and is raised here."""
-        request = _chat_request(messages, model, request_id, options)
-        timeout = self._default_timeout_s if timeout_s is None else timeout_s
-        channel = await self._connected()
+        request, timeout, channel = await self._prepare(
+            messages, model, request_id, options, timeout_s
+        )
         if self._sessions_enabled:
             session = self._session_on(channel)
             try:
                 await session_into(session, request, timeout, metadata, self._target, on_event)
                 return
             except RunnerUnsupportedError:
-                if not session.unimplemented:
+                if not self._fall_back_to_calls(session):
                     raise
-                self._sessions_enabled = False
-        events = call_stream(channel, request, timeout, metadata, self._target)
-        async with aclosing(events):
-            async for event in events:
-                on_event(event)
+        await push_events(call_stream(channel, request, timeout, metadata, self._target), on_event)
+
+    async def _prepare(
+        self,
+        messages: Sequence[ChatMessage],
+        model: str,
+        request_id: str,
+        options: GenerationOptions | None,
+        timeout_s: float | None,
+    ) -> tuple[pb.ChatRequest, float, aio.Channel]:
+        """A chat's request, its timeout and a connected channel."""
+        try:
+            request = chat_request_to_proto(
+                messages, model, request_id or uuid.uuid4().hex, options
+            )
+        except (ValueError, TypeError) as exc:  # e.g. a negative max_tokens or seed
+            raise RunnerInvalidRequestError(f"invalid generation options: {exc}") from exc
+        timeout = self._default_timeout_s if timeout_s is None else timeout_s
+        return request, timeout, await self._connected()
+
+    def _fall_back_to_calls(self, session: SessionChannel) -> bool:
+        """After a session refused a chat as UNSUPPORTED: True when the runner has no
+        ChatSession (an older runner; nothing was started), so this and later chats use one
+        ChatStream call each."""
+        if not session.unimplemented:
+            return False
+        self._sessions_enabled = False
+        return True
 
     def _session_on(self, channel: aio.Channel) -> SessionChannel:
         session = self._sessions.get(channel)
@@ -352,15 +373,3 @@ class GrpcRunnerClient:
         except (aio.AioRpcError, RunnerUnavailableError):
             return False
         return bool(response.status == health_pb2.HealthCheckResponse.SERVING)
-
-
-def _chat_request(
-    messages: Sequence[ChatMessage],
-    model: str,
-    request_id: str,
-    options: GenerationOptions | None,
-) -> pb.ChatRequest:
-    try:
-        return chat_request_to_proto(messages, model, request_id or uuid.uuid4().hex, options)
-    except (ValueError, TypeError) as exc:  # e.g. a negative max_tokens or seed
-        raise RunnerInvalidRequestError(f"invalid generation options: {exc}") from exc

@@ -47,13 +47,13 @@ class Route:
     `sink`, handed to it synchronously by the session's reader as they arrive."""
 
     __slots__ = (
-        "_ended",
         "_error",
         "_events",
         "_sink",
         "_sink_error",
         "_waiter",
         "deadline",
+        "ended",
         "started",
     )
 
@@ -63,7 +63,7 @@ class Route:
         self._waiter: asyncio.Future[None] | None = None
         self._sink = sink
         self._sink_error: Exception | None = None
-        self._ended = False
+        self.ended = False  # the sink took the last event (`end`)
         self.deadline = deadline
         self.started = False  # set by the caller when it has taken the Started event
 
@@ -73,7 +73,7 @@ class Route:
             self._events.append(message)
             _wake(self._waiter)
             return
-        if self._sink_error is not None or self._ended:
+        if self._sink_error is not None or self.ended:
             return
         try:
             sink(message)
@@ -83,12 +83,8 @@ class Route:
 
     def end(self) -> None:
         """The sink took the last event (Finished): `wait_end` returns."""
-        self._ended = True
+        self.ended = True
         _wake(self._waiter)
-
-    @property
-    def ended(self) -> bool:
-        return self._ended
 
     def fail(self, error: ErrorFor) -> None:
         if self._error is None:
@@ -113,7 +109,7 @@ class Route:
         while True:
             if self._sink_error is not None:
                 raise self._sink_error
-            if self._ended:
+            if self.ended:
                 return
             if self._error is not None:
                 raise self._error(self.started)

@@ -8,6 +8,7 @@ the runner, which frees its sequence.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Callable, Sequence
+from contextlib import aclosing
 
 from grpc import aio
 
@@ -121,3 +122,13 @@ async def call_stream(
         raise RunnerUnavailableError(
             f"the runner stream at {target} ended without a Finished event"
         )
+
+
+async def push_events(
+    events: AsyncGenerator[RunnerEvent, None], on_event: Callable[[RunnerEvent], None]
+) -> None:
+    """`chat_into` over an iterated stream: every event to `on_event`, then `events` closed
+    (also when `on_event` raises, which cancels the request)."""
+    async with aclosing(events):
+        async for event in events:
+            on_event(event)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, Callable, Sequence
-from contextlib import aclosing
 from dataclasses import dataclass, field
 
 from model_runner.client import (
@@ -22,6 +21,7 @@ from model_runner.client import (
     StreamFinished,
     StreamStarted,
 )
+from model_runner.client_streams import push_events
 from webui_backend.services.titles import TITLE_PROMPT
 
 Step = RunnerEvent | BaseException | asyncio.Event
@@ -122,9 +122,7 @@ class FakeRunnerClient:
             timeout_s=timeout_s,
             metadata=metadata,
         )
-        async with aclosing(events):
-            async for event in events:
-                on_event(event)
+        await push_events(events, on_event)
 
     async def abort(self, request_id: str) -> bool:
         self.aborted.append(request_id)
