@@ -18,7 +18,7 @@ _MAX_KEYS_PER_USER = 100
 
 class ApiKeyService:
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], principals: PrincipalCache | None = None
+        self, sessions: async_sessionmaker[AsyncSession], principals: PrincipalCache
     ) -> None:
         self._sessions = sessions
         # The account behind a key is cached like an access token's (AuthService); a deleted
@@ -56,5 +56,4 @@ class ApiKeyService:
         async with self._sessions() as session, session.begin():
             if not await ApiKeyRepository(session).delete_owned(key_id, user_id):
                 raise NotFoundError("API key not found.", code="api_key_not_found")
-        if self._principals is not None:
-            self._principals.forget_user(user_id)
+        self._principals.forget_user(user_id)

@@ -52,23 +52,24 @@ _FINISH = (
     "prompt_tokens = ?, completion_tokens = ?, queue_ms = ?, ttft_ms = ?, total_ms = ?, "
     "content_seq = ?, updated_at = ? WHERE id = ?"
 )
+# One request's tokens added to a user's row for (model, day), or the row created.
+_USAGE_INSERT = (
+    "INSERT INTO usage_daily (user_id, model, day, requests, prompt_tokens, completion_tokens) "
+)
+_USAGE_ADD = (
+    " ON CONFLICT (user_id, model, day) DO UPDATE SET "
+    "requests = usage_daily.requests + 1, "
+    "prompt_tokens = usage_daily.prompt_tokens + excluded.prompt_tokens, "
+    "completion_tokens = usage_daily.completion_tokens + excluded.completion_tokens"
+)
 # The owner comes from the reply's chat; `WHERE` is required by SQLite's grammar for an upsert
 # whose rows come from a SELECT.
 _USAGE = (
-    "INSERT INTO usage_daily (user_id, model, day, requests, prompt_tokens, completion_tokens) "
-    "SELECT chat.user_id, ?, ?, 1, ?, ? FROM chat JOIN message ON message.chat_id = chat.id "
-    "WHERE message.id = ? ON CONFLICT (user_id, model, day) DO UPDATE SET "
-    "requests = usage_daily.requests + 1, "
-    "prompt_tokens = usage_daily.prompt_tokens + excluded.prompt_tokens, "
-    "completion_tokens = usage_daily.completion_tokens + excluded.completion_tokens"
+    _USAGE_INSERT
+    + "SELECT chat.user_id, ?, ?, 1, ?, ? FROM chat JOIN message ON message.chat_id = chat.id "
+    "WHERE message.id = ?" + _USAGE_ADD
 )
-_USAGE_OF_USER = (
-    "INSERT INTO usage_daily (user_id, model, day, requests, prompt_tokens, completion_tokens) "
-    "VALUES (?, ?, ?, 1, ?, ?) ON CONFLICT (user_id, model, day) DO UPDATE SET "
-    "requests = usage_daily.requests + 1, "
-    "prompt_tokens = usage_daily.prompt_tokens + excluded.prompt_tokens, "
-    "completion_tokens = usage_daily.completion_tokens + excluded.completion_tokens"
-)
+_USAGE_OF_USER = _USAGE_INSERT + "VALUES (?, ?, ?, 1, ?, ?)" + _USAGE_ADD
 _CHECKPOINT = (
     "UPDATE message SET content = ?, content_seq = ?, updated_at = ? "
     f"WHERE id = ? AND status = '{MessageStatus.STREAMING.value}' AND content_seq < ?"
