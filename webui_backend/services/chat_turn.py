@@ -1,16 +1,20 @@
 """One conversation turn: store the user message, generate the reply on the server, store it.
 
-`start_turn` commits the user message and an empty `streaming` assistant row in one transaction,
-then hands generation to a server-owned task and returns at once. Callers watch the turn through
-the hub; no socket owns it, so a closed tab loses nothing.
+`start_turn` commits the user message and an empty `streaming` assistant row in one transaction
+and hands generation to a server-owned task, which calls the runner as soon as the history is
+read, while that transaction commits; it returns once the commit is done. Callers watch the
+turn through the hub; no socket owns it, so a closed tab loses nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -35,6 +39,8 @@ from webui_backend.services.turn_keys import (
 from webui_backend.services.turn_policy import TitleWriter, TurnPolicy, apply_model_settings
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 _TITLE_CHARS = 80
 
@@ -104,7 +110,7 @@ class ChatTurnService:
             await self._policy.admit(user_id, model)
         await self._catalog.check(model)
         try:
-            handle, history = await self._store_user_message(user_id, request, model, digest)
+            return await self._store_and_launch(user_id, request, model, digest)
         except TurnKeyTakenError:
             # A concurrent send with the same key won the insert; answer with its turn.
             assert request.turn_key is not None
@@ -112,7 +118,67 @@ class ChatTurnService:
             if earlier is None:
                 raise
             return earlier
-        await self._launch(user_id, handle, model, history, request.options)
+
+    async def _store_and_launch(
+        self, user_id: str, request: TurnRequest, model: str, digest: str
+    ) -> TurnHandle:
+        """Commit the user message and an empty reply, and start generating it.
+
+        The runner is called as soon as the history is known (at once for a new chat, after
+        the transaction's reads otherwise) while the transaction goes on inserting and
+        committing, so that the commit is not on the way to the first token; the generator
+        writes nothing of the reply before the commit, and drops the reply when it fails.
+        A send with a turn key waits for its commit instead. The turn is accepted (returned)
+        only once committed.
+        """
+        new_turn = _NewTurn(
+            user_id=user_id,
+            request=request,
+            model=model,
+            digest=digest,
+            chat_id=request.chat_id or new_id(),
+            user_message_id=new_id(),
+            reply_id=new_id(),
+            at=utcnow(),
+        )
+        loop = asyncio.get_running_loop()
+        history: asyncio.Future[list[ChatMessage]] = loop.create_future()
+        known = new_turn.history_without_reads()
+        announce: Callable[[list[ChatMessage]], None]
+        if known is not None:
+            history.set_result(known)
+            announce = _known  # no wake-up of the loop from the writer for nothing
+        else:
+            announce = functools.partial(_settle_threadsafe, loop, history)
+        stored = asyncio.ensure_future(
+            self._transactions.run_writes(functools.partial(new_turn.store, announce=announce))
+        )
+        if request.turn_key is not None:
+            # Racing sends with one key: the key's insert picks the one that generates, so
+            # the runner never sees the other (a retry after a commit is found up front).
+            handle = await stored
+            await self._launch(user_id, handle, model, await history, request.options)
+            return handle
+        if known is None:
+            await asyncio.wait((history, stored), return_when=asyncio.FIRST_COMPLETED)
+        if not history.done():
+            history.cancel()
+            # Refused before its history was read (chat or parent not found): the
+            # transaction's error is the answer, and the runner was never called.
+            await stored
+            raise AssertionError("the turn's transaction ended without reading its history")
+        try:
+            await self._launch(
+                user_id,
+                new_turn.handle,
+                model,
+                history.result(),
+                request.options,
+                committed=stored,
+            )
+        finally:
+            # Whether or not generation started, the caller learns how the transaction ended.
+            handle = await stored
         return handle
 
     async def _launch(
@@ -123,6 +189,7 @@ class ChatTurnService:
         history: list[ChatMessage],
         options: GenerationOptions,
         *,
+        committed: Awaitable[object] | None = None,
         base_content: str = "",
         first_seq: int = 1,
     ) -> None:
@@ -141,6 +208,7 @@ class ChatTurnService:
             # Captured here, in the request or frame that starts the turn: the generation task
             # outlives it and takes its request id and parent span from the plan.
             origin=TurnOrigin.capture(),
+            committed=committed,
         )
         self._tasks.spawn(self._generate(plan, user_id, handle), name=f"turn-{handle.turn_id}")
 
@@ -217,21 +285,6 @@ class ChatTurnService:
                 code="message_too_long",
             )
 
-    async def _store_user_message(
-        self, user_id: str, request: TurnRequest, model: str, digest: str
-    ) -> tuple[TurnHandle, list[ChatMessage]]:
-        new_turn = _NewTurn(
-            user_id=user_id,
-            request=request,
-            model=model,
-            digest=digest,
-            chat_id=request.chat_id or new_id(),
-            user_message_id=new_id(),
-            reply_id=new_id(),
-            at=utcnow(),
-        )
-        return await self._transactions.run_writes(new_turn.store)
-
 
 @dataclass(frozen=True, slots=True)
 class _NewTurn:
@@ -246,18 +299,34 @@ class _NewTurn:
     reply_id: str
     at: datetime
 
-    def store(self, writes: TurnWrites) -> tuple[TurnHandle, list[ChatMessage]]:
+    @property
+    def handle(self) -> TurnHandle:
+        return TurnHandle(
+            turn_id=self.reply_id,
+            chat_id=self.chat_id,
+            user_message_id=self.user_message_id,
+            assistant_message_id=self.reply_id,
+            created_chat=self.request.chat_id is None,
+        )
+
+    def history_without_reads(self) -> list[ChatMessage] | None:
+        """A new chat's history, its one message; None when the transaction must read it
+        (or will refuse the send: a new chat has no parent to answer under)."""
+        request = self.request
+        if request.chat_id is None and (request.use_active_leaf or request.parent_id is None):
+            return [ChatMessage(role=MessageRole.USER.value, content=request.content)]
+        return None
+
+    def store(
+        self, writes: TurnWrites, *, announce: Callable[[list[ChatMessage]], None]
+    ) -> TurnHandle:
         """The user message and an empty `streaming` reply in the caller's transaction;
-        raises NotFoundError (chat or parent), TurnKeyTakenError (the key is taken)."""
+        `announce` gets the history the reply answers as soon as it is read, before the
+        inserts. Raises NotFoundError (chat or parent; before `announce`) and
+        TurnKeyTakenError (the key is taken; after it)."""
         request = self.request
         created_chat = request.chat_id is None
         if created_chat:
-            writes.add_chat(
-                chat_id=self.chat_id,
-                user_id=self.user_id,
-                title=_title_from(request.content),
-                at=self.at,
-            )
             leaf = None
         else:
             owned = writes.owned_chat_leaf(self.chat_id, self.user_id)
@@ -272,6 +341,24 @@ class _NewTurn:
         ):
             raise NotFoundError(
                 "The message to reply under is not in this chat.", code="parent_not_found"
+            )
+        earlier = writes.branch_history(parent_id) if parent_id is not None else []
+        announce(
+            [
+                *(
+                    ChatMessage(role=role.value, content=content)
+                    for role, content in earlier
+                    if content or role is MessageRole.USER
+                ),
+                ChatMessage(role=MessageRole.USER.value, content=request.content),
+            ]
+        )
+        if created_chat:
+            writes.add_chat(
+                chat_id=self.chat_id,
+                user_id=self.user_id,
+                title=_title_from(request.content),
+                at=self.at,
             )
         writes.add_messages(
             [
@@ -299,23 +386,28 @@ class _NewTurn:
             ]
         )
         writes.set_current_message(self.chat_id, self.reply_id, self.at)
-        handle = TurnHandle(
-            turn_id=self.reply_id,
-            chat_id=self.chat_id,
-            user_message_id=self.user_message_id,
-            assistant_message_id=self.reply_id,
-            created_chat=created_chat,
-        )
+        handle = self.handle
         if request.turn_key is not None and not writes.add_turn_key(
             turn_key_row(self.user_id, request.turn_key, handle, self.digest, self.at)
         ):
             raise TurnKeyTakenError(request.turn_key)
-        history = [
-            ChatMessage(role=role.value, content=content)
-            for role, content in writes.branch_history(self.user_message_id)
-            if content or role is MessageRole.USER
-        ]
-        return handle, history
+        return handle
+
+
+def _known(history: list[ChatMessage]) -> None:
+    """`announce` for a history the caller already has."""
+
+
+def _settle_threadsafe(
+    loop: asyncio.AbstractEventLoop, future: asyncio.Future[T], value: T
+) -> None:
+    """Set `future` from any thread (the SQLite writer's, or the loop's own)."""
+
+    def settle() -> None:
+        if not future.done():
+            future.set_result(value)
+
+    loop.call_soon_threadsafe(settle)
 
 
 def request_digest(request: TurnRequest) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass, field, replace
 
 from opentelemetry import trace
@@ -65,6 +66,9 @@ class TurnPlan:
     first_seq: int = 1
     # The request that started the turn: its id and trace context, for this task's logs/span.
     origin: TurnOrigin = field(default_factory=TurnOrigin)
+    # A new turn's own transaction (user message and empty reply), still committing while
+    # the runner starts; None when the reply's row is already stored (continue, regenerate).
+    committed: Awaitable[object] | None = None
 
 
 class ReplyGenerator:
@@ -112,12 +116,14 @@ class ReplyGenerator:
         progress = ReplyProgress(plan.base_content, plan.first_seq - 1)
         state = _StreamState(plan.model or None)
         stop = self._hub.stop_signal(turn_id)
-        self._checkpoints.track(turn_id, progress)
-        self._observer.turn_started()
         metadata = runner_metadata(plan.origin.request_id, span)
         relay = asyncio.create_task(
             self._relay(plan, progress, state, metadata), name=f"relay-{turn_id}"
         )
+        if plan.committed is not None and not await self._committed(plan, relay):
+            return
+        self._checkpoints.track(turn_id, progress)
+        self._observer.turn_started()
         try:
             try:
                 await asyncio.wait((relay, stop), return_when=asyncio.FIRST_COMPLETED)
@@ -142,6 +148,26 @@ class ReplyGenerator:
         finally:
             self._checkpoints.untrack(turn_id)
         await self._finish(turn_id, progress.seq + 1, outcome, error_code, span, state)
+
+    async def _committed(
+        self, plan: TurnPlan, relay: asyncio.Task[tuple[ReplyOutcome, str | None]]
+    ) -> bool:
+        """Wait for the transaction that stores the turn before writing anything of the reply
+        (the relay runs meanwhile). False when it failed: the turn does not exist, so its
+        runner call is cancelled and its hub log closed unread (nobody was given its id)."""
+        assert plan.committed is not None
+        try:
+            # Shielded: a shutdown cancels this task, never the caller's transaction.
+            await asyncio.shield(plan.committed)
+        except asyncio.CancelledError:
+            # A reply committed meanwhile stays `streaming`; start-up recovery marks it.
+            await _cancel(relay)
+            raise
+        except Exception:
+            await _cancel(relay)
+            await self._hub.close(plan.turn_id)
+            return False
+        return True
 
     async def _relay(
         self,

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import threading
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 from model_runner.client import RunnerUnavailableError
 from tests.support.fake_runner_client import FakeRunnerClient, reply_script
+from tests.support.polling import wait_until
 from webui_backend.container import AppServices
 from webui_backend.db.models import MessageStatus
 from webui_backend.errors import (
@@ -27,7 +32,7 @@ async def watch(services: AppServices, turn_id: str, user_id: str) -> list[TurnE
     return events
 
 
-async def test_turn_stores_user_message_before_generation_and_reply_after(
+async def test_turn_is_stored_when_accepted_and_its_reply_when_finished(
     services: AppServices, user_id: str, runner: FakeRunnerClient
 ) -> None:
     gate = asyncio.Event()
@@ -188,3 +193,98 @@ async def test_shutdown_mid_reply_stores_it_as_interrupted(
         handle.assistant_message_id
     ]
     assert (reply.content, reply.status) == ("So far", MessageStatus.INTERRUPTED)
+
+
+class _HeldCommit:
+    """Holds the next transaction on the turn writer after its work and before its commit,
+    until the test releases it (and, with `fail`, makes it fail instead of committing)."""
+
+    def __init__(self, services: AppServices, monkeypatch: pytest.MonkeyPatch) -> None:
+        if not services.settings.is_sqlite:
+            pytest.skip("holds a commit on the SQLite writer thread (PostgreSQL's run on the loop)")
+        self.release = threading.Event()
+        self.fail: Exception | None = None
+        self.armed = True
+        self._run_writes = services.transactions.run_writes
+        monkeypatch.setattr(services.transactions, "run_writes", self._held_run_writes)
+
+    async def _held_run_writes(self, work: Callable[[Any], Any]) -> Any:
+        if not self.armed:
+            return await self._run_writes(work)
+        self.armed = False
+
+        def held(writes: Any) -> Any:
+            result = work(writes)
+            self.release.wait(10)  # on the writer thread: the event loop runs on
+            if self.fail is not None:
+                raise self.fail
+            return result
+
+        return await self._run_writes(held)
+
+
+async def test_the_runner_starts_while_the_turn_commits(
+    services: AppServices, user_id: str, runner: FakeRunnerClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    commit = _HeldCommit(services, monkeypatch)
+    start = asyncio.create_task(services.turns.start_turn(user_id, TurnRequest(content="Hi?")))
+    await wait_until(lambda: runner.calls)
+    assert not start.done()  # accepted only once committed
+    assert await services.chats.list_chats(user_id) == []  # not committed yet
+    commit.release.set()
+    handle = await asyncio.wait_for(start, 5)
+    events = await asyncio.wait_for(watch(services, handle.turn_id, user_id), 5)
+    assert isinstance(events[-1], TurnFinished)
+    assert events[-1].status == "complete"
+    reply = {m.id: m for m in (await services.chats.get_chat(user_id, handle.chat_id)).messages}[
+        handle.assistant_message_id
+    ]
+    assert (reply.content, reply.status) == ("Hello there", MessageStatus.COMPLETE)
+
+
+async def test_a_turn_whose_commit_fails_is_dropped_and_its_runner_call_cancelled(
+    services: AppServices, user_id: str, runner: FakeRunnerClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chat = await services.turns.start_turn(user_id, TurnRequest(content="one"))
+    await watch(services, chat.turn_id, user_id)
+    await wait_until(lambda: len(runner.calls) == 2)  # the new chat's title: not our script's
+    before = await services.chats.get_chat(user_id, chat.chat_id)
+    stored_before = [(m.id, m.content, m.status) for m in before.messages]
+    commit = _HeldCommit(services, monkeypatch)
+    commit.fail = sqlite3.OperationalError("disk I/O error")
+    runner.scripts.append([*reply_script("Never")[:2], asyncio.Event()])  # runs until cancelled
+    start = asyncio.create_task(
+        services.turns.start_turn(user_id, TurnRequest(content="two", chat_id=chat.chat_id))
+    )
+    await wait_until(lambda: any(call[0][-1].content == "two" for call in runner.calls))
+    commit.release.set()
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O error"):
+        await asyncio.wait_for(start, 5)
+    await wait_until(lambda: len(runner.cancelled) == 1)
+    await wait_until(lambda: services.hub.live_turn_ids() == [])
+    after = await services.chats.get_chat(user_id, chat.chat_id)
+    assert [(m.id, m.content, m.status) for m in after.messages] == stored_before
+    assert after.active_branch == before.active_branch
+    # The chat goes on.
+    again = await services.turns.start_turn(
+        user_id, TurnRequest(content="two again", chat_id=chat.chat_id)
+    )
+    events = await asyncio.wait_for(watch(services, again.turn_id, user_id), 5)
+    assert isinstance(events[-1], TurnFinished)
+    assert events[-1].status == "complete"
+
+
+async def test_a_keyed_send_calls_the_runner_only_after_its_commit(
+    services: AppServices, user_id: str, runner: FakeRunnerClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    commit = _HeldCommit(services, monkeypatch)
+    request = TurnRequest(content="once", turn_key="key-1")
+    one = asyncio.create_task(services.turns.start_turn(user_id, request))
+    two = asyncio.create_task(services.turns.start_turn(user_id, request))
+    await wait_until(lambda: not commit.armed)  # one of them is committing
+    assert runner.calls == []
+    commit.release.set()
+    first, second = await asyncio.wait_for(asyncio.gather(one, two), 5)
+    assert first.turn_id == second.turn_id
+    await watch(services, first.turn_id, user_id)
+    assert len(runner.turn_metadata()) == 1
