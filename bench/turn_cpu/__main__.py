@@ -49,7 +49,7 @@ from tests.support.fake_runner_client import FakeRunnerClient
 from webui_backend.container import AppServices
 from webui_backend.db.models import Message, MessageRole, MessageStatus
 from webui_backend.main import create_app
-from webui_backend.services.chat_turn import TurnRequest
+from webui_backend.services.new_turn import TurnRequest
 from webui_backend.services.principal import AuthenticatedUser
 from webui_backend.services.turn_events import TurnFinished
 from webui_backend.settings import Settings

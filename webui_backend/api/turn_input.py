@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from model_runner.client import GenerationOptions
 from webui_backend.schemas.turns import FollowUpBody, GenerationParams, TurnBody
-from webui_backend.services.chat_turn import TurnRequest
+from webui_backend.services.new_turn import TurnRequest
 from webui_backend.services.turn_followups import FollowUpRequest
 
 

@@ -26,8 +26,8 @@ from webui_backend.errors import InvalidInputError, NotFoundError, RateLimitedEr
 from webui_backend.services.admin_runners import RunnerAdminClient, RunnerAdminService
 from webui_backend.services.auth_crypto import AccessTokens, load_or_create_secret
 from webui_backend.services.chat_import_export import parse_import
-from webui_backend.services.chat_turn import TurnRequest
 from webui_backend.services.chats import ChatChanges, search_terms
+from webui_backend.services.new_turn import TurnRequest
 from webui_backend.services.principal import AuthenticatedUser
 from webui_backend.services.rate_limit import SlidingWindowLimiter
 from webui_backend.services.titles import clean_title

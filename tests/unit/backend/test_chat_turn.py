@@ -21,7 +21,7 @@ from webui_backend.errors import (
     NotFoundError,
     PayloadTooLargeError,
 )
-from webui_backend.services.chat_turn import TurnRequest
+from webui_backend.services.new_turn import TurnRequest
 from webui_backend.services.turn_events import TurnEvent, TurnFinished
 
 

@@ -9,7 +9,7 @@ import httpx
 from tests.support.fake_runner_client import FakeRunnerClient
 from tests.unit.backend.conftest import account
 from webui_backend.main import create_app
-from webui_backend.services.chat_turn import TurnRequest
+from webui_backend.services.new_turn import TurnRequest
 from webui_backend.settings import Settings
 
 

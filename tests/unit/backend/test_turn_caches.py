@@ -17,8 +17,8 @@ from webui_backend.db.models_admin import ModelConfig
 from webui_backend.db.repositories.admin import ModelConfigRepository
 from webui_backend.errors import ForbiddenError, ModelNotFoundError, UnauthorizedError
 from webui_backend.services import admin_models
-from webui_backend.services.chat_turn import TurnRequest
 from webui_backend.services.model_catalog import ModelCatalog
+from webui_backend.services.new_turn import TurnRequest
 from webui_backend.services.principal import AuthenticatedUser
 from webui_backend.services.principal_cache import PrincipalCache
 from webui_backend.services.usage import UsageService

@@ -10,7 +10,7 @@ from webui_backend.container import AppServices
 from webui_backend.db.models import utcnow
 from webui_backend.db.repositories.turn_writes import Checkpoint
 from webui_backend.db.repositories.turns import TurnRepository
-from webui_backend.services.chat_turn import TurnRequest
+from webui_backend.services.new_turn import TurnRequest
 from webui_backend.services.turn_events import TurnDelta, TurnFinished, TurnSnapshot, WatchEvent
 from webui_backend.services.turn_followups import FollowUpRequest
 

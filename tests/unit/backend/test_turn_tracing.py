@@ -23,7 +23,7 @@ from tests.unit.backend.conftest import account
 from webui_backend.container import AppServices
 from webui_backend.main import create_app
 from webui_backend.observability.tracing import BackendTracing
-from webui_backend.services.chat_turn import TurnRequest
+from webui_backend.services.new_turn import TurnRequest
 from webui_backend.services.turn_handle import TurnHandle
 from webui_backend.settings import Settings
 

@@ -13,7 +13,7 @@ from tests.unit.backend.test_turn_streams import watch_all
 from webui_backend.container import AppServices
 from webui_backend.db.models import Chat, Message, MessageStatus
 from webui_backend.errors import NotFoundError
-from webui_backend.services.chat_turn import TurnRequest
+from webui_backend.services.new_turn import TurnRequest
 from webui_backend.services.turn_events import TurnFinished
 from webui_backend.settings import Settings
 

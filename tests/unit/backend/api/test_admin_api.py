@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from tests.support.fake_runner_client import FakeRunnerClient
 from tests.unit.backend.api.conftest import Account, register
 from webui_backend.container import AppServices
-from webui_backend.services.chat_turn import TurnRequest
+from webui_backend.services.new_turn import TurnRequest
 
 
 async def _finish(services: AppServices, user: Account, content: str, model: str = "") -> str:

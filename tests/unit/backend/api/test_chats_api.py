@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from tests.unit.backend.api.conftest import Account
 from webui_backend.container import AppServices
-from webui_backend.services.chat_turn import TurnRequest
+from webui_backend.services.new_turn import TurnRequest
 
 
 async def _turn(services: AppServices, user: Account, content: str, **kwargs: Any) -> str:

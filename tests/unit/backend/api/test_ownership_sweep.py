@@ -16,7 +16,7 @@ from fastapi import FastAPI
 
 from tests.unit.backend.api.conftest import Account
 from webui_backend.container import AppServices
-from webui_backend.services.chat_turn import TurnRequest
+from webui_backend.services.new_turn import TurnRequest
 
 # Public by design: the share id is the credential (an unguessable 192-bit token).
 _PUBLIC = {("get", "/api/shares/{share_id}"), ("get", "/api/auth/config")}
