@@ -67,7 +67,14 @@ class WriterThread:
             except BaseException as exc:  # handed to the caller, as an executor would
                 _settle_soon(loop, _fail, future, exc)
             else:
-                _settle_soon(loop, _succeed, future, result)
+                set_result_threadsafe(loop, future, result)
+
+
+def set_result_threadsafe(
+    loop: asyncio.AbstractEventLoop, future: asyncio.Future[T], value: T
+) -> None:
+    """Give `future` (of `loop`) its result from any thread; dropped if it was cancelled."""
+    _settle_soon(loop, _succeed, future, value)
 
 
 def _settle_soon(

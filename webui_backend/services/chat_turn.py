@@ -12,13 +12,13 @@ import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from model_runner.client import ChatMessage, GenerationOptions
 from webui_backend.db.models import new_id, utcnow
 from webui_backend.db.transactions import Transactions
+from webui_backend.db.writer_thread import set_result_threadsafe
 from webui_backend.errors import InvalidInputError, NotFoundError, PayloadTooLargeError
 from webui_backend.observability.tracing import TurnOrigin
 from webui_backend.services.background import BackgroundTasks
@@ -36,8 +36,6 @@ from webui_backend.services.turn_keys import (
 from webui_backend.services.turn_policy import TitleWriter, TurnPolicy, apply_model_settings
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 
 class ChatTurnService:
@@ -129,7 +127,7 @@ class ChatTurnService:
             history.set_result(known)
             announce = _known  # no wake-up of the loop from the writer for nothing
         else:
-            announce = functools.partial(_settle_threadsafe, loop, history)
+            announce = functools.partial(set_result_threadsafe, loop, history)
         stored = asyncio.ensure_future(
             self._transactions.run_writes(functools.partial(new_turn.store, announce=announce))
         )
@@ -268,18 +266,6 @@ class ChatTurnService:
 
 def _known(history: list[ChatMessage]) -> None:
     """`announce` for a history the caller already has."""
-
-
-def _settle_threadsafe(
-    loop: asyncio.AbstractEventLoop, future: asyncio.Future[T], value: T
-) -> None:
-    """Set `future` from any thread (the SQLite writer's, or the loop's own)."""
-
-    def settle() -> None:
-        if not future.done():
-            future.set_result(value)
-
-    loop.call_soon_threadsafe(settle)
 
 
 def followup_digest(kind: str, reply_id: str, request: FollowUpRequest) -> str:
