@@ -59,8 +59,20 @@ class NewTurn:
         (or will refuse the send: a new chat has no parent to answer under)."""
         request = self.request
         if request.chat_id is None and (request.use_active_leaf or request.parent_id is None):
-            return [ChatMessage(role=MessageRole.USER.value, content=request.content)]
+            return self._history([])
         return None
+
+    def _history(self, earlier: list[tuple[MessageRole, str]]) -> list[ChatMessage]:
+        """What the reply answers: the stored messages before this send (empty replies left
+        out), then its own."""
+        return [
+            *(
+                ChatMessage(role=role.value, content=content)
+                for role, content in earlier
+                if content or role is MessageRole.USER
+            ),
+            ChatMessage(role=MessageRole.USER.value, content=self.request.content),
+        ]
 
     def store(
         self, writes: TurnWrites, *, announce: Callable[[list[ChatMessage]], None]
@@ -87,17 +99,7 @@ class NewTurn:
             raise NotFoundError(
                 "The message to reply under is not in this chat.", code="parent_not_found"
             )
-        earlier = writes.branch_history(parent_id) if parent_id is not None else []
-        announce(
-            [
-                *(
-                    ChatMessage(role=role.value, content=content)
-                    for role, content in earlier
-                    if content or role is MessageRole.USER
-                ),
-                ChatMessage(role=MessageRole.USER.value, content=request.content),
-            ]
-        )
+        announce(self._history(writes.branch_history(parent_id) if parent_id is not None else []))
         if created_chat:
             writes.add_chat(
                 chat_id=self.chat_id,
