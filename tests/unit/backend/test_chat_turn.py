@@ -14,7 +14,7 @@ from model_runner.client import RunnerUnavailableError
 from tests.support.fake_runner_client import FakeRunnerClient, reply_script
 from tests.support.polling import wait_until
 from webui_backend.container import AppServices
-from webui_backend.db.models import MessageStatus
+from webui_backend.db.models import Message, MessageStatus
 from webui_backend.errors import (
     InvalidInputError,
     ModelNotFoundError,
@@ -23,6 +23,7 @@ from webui_backend.errors import (
 )
 from webui_backend.services.new_turn import TurnRequest
 from webui_backend.services.turn_events import TurnEvent, TurnFinished
+from webui_backend.services.turn_handle import TurnHandle
 
 
 async def watch(services: AppServices, turn_id: str, user_id: str) -> list[TurnEvent]:
@@ -30,6 +31,12 @@ async def watch(services: AppServices, turn_id: str, user_id: str) -> list[TurnE
     async for batch in services.hub.subscribe(turn_id, user_id):
         events.extend(batch)
     return events
+
+
+async def stored_reply(services: AppServices, user_id: str, handle: TurnHandle) -> Message:
+    """The turn's assistant message as stored."""
+    messages = (await services.chats.get_chat(user_id, handle.chat_id)).messages
+    return next(m for m in messages if m.id == handle.assistant_message_id)
 
 
 async def test_turn_is_stored_when_accepted_and_its_reply_when_finished(
@@ -53,9 +60,7 @@ async def test_turn_is_stored_when_accepted_and_its_reply_when_finished(
     assert isinstance(finished, TurnFinished)
     assert finished.status == "complete"
 
-    reply = {m.id: m for m in (await services.chats.get_chat(user, handle.chat_id)).messages}[
-        handle.assistant_message_id
-    ]
+    reply = await stored_reply(services, user, handle)
     assert reply.content == "Hi"
     assert reply.status is MessageStatus.COMPLETE
     assert reply.finish_reason == "eos"
@@ -167,9 +172,7 @@ async def test_stream_breaking_mid_reply_keeps_partial_text_as_interrupted(
     events = await asyncio.wait_for(watch(services, handle.turn_id, user), 5)
     assert isinstance(events[-1], TurnFinished)
     assert events[-1].status == "interrupted"
-    reply = {m.id: m for m in (await services.chats.get_chat(user, handle.chat_id)).messages}[
-        handle.assistant_message_id
-    ]
+    reply = await stored_reply(services, user, handle)
     assert (reply.content, reply.status) == ("Partial", MessageStatus.INTERRUPTED)
 
 
@@ -189,9 +192,7 @@ async def test_shutdown_mid_reply_stores_it_as_interrupted(
     await asyncio.wait_for(first_delta(), 5)
     await services.tasks.shutdown()
     assert runner.cancelled == [handle.turn_id]
-    reply = {m.id: m for m in (await services.chats.get_chat(user, handle.chat_id)).messages}[
-        handle.assistant_message_id
-    ]
+    reply = await stored_reply(services, user, handle)
     assert (reply.content, reply.status) == ("So far", MessageStatus.INTERRUPTED)
 
 
@@ -236,9 +237,7 @@ async def test_the_runner_starts_while_the_turn_commits(
     events = await asyncio.wait_for(watch(services, handle.turn_id, user_id), 5)
     assert isinstance(events[-1], TurnFinished)
     assert events[-1].status == "complete"
-    reply = {m.id: m for m in (await services.chats.get_chat(user_id, handle.chat_id)).messages}[
-        handle.assistant_message_id
-    ]
+    reply = await stored_reply(services, user_id, handle)
     assert (reply.content, reply.status) == ("Hello there", MessageStatus.COMPLETE)
 
 
