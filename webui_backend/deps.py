@@ -17,10 +17,14 @@ from webui_backend.services.principal import AuthenticatedUser
 __all__ = ["AuthenticatedUser"]
 
 
+def services_of(conn: HTTPConnection) -> AppServices:
+    return cast(AppServices, conn.app.state.services)
+
+
 async def get_services(conn: HTTPConnection) -> AppServices:
     # async on purpose: FastAPI runs a plain `def` dependency on its thread pool, and this one
     # is on every request (a thread hop cost more CPU than the rest of a small request).
-    return cast(AppServices, conn.app.state.services)
+    return services_of(conn)
 
 
 ServicesDep = Annotated[AppServices, Depends(get_services)]
@@ -119,7 +123,7 @@ async def _user_of(
 ) -> AuthenticatedUser:
     # The services come from the app, not from `ServicesDep`: FastAPI's every dependency
     # costs tens of µs per request, and these run on every authenticated request.
-    services = cast(AppServices, conn.app.state.services)
+    services = services_of(conn)
     try:
         return await _authenticate(conn, services, bearer.credentials if bearer else None, cookie)
     except AppError as exc:
@@ -186,7 +190,7 @@ async def get_program_user(conn: HTTPConnection, bearer: BearerDep) -> Authentic
                 "Send an API key or access token as `Authorization: Bearer`.",
                 code="unauthorized",
             )
-        services = cast(AppServices, conn.app.state.services)
+        services = services_of(conn)
         user = await services.auth.authenticate_bearer(bearer.credentials)
         if user.role == UserRole.PENDING.value:
             raise ForbiddenError(
